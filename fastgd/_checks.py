@@ -1,0 +1,128 @@
+"""Input validation shared by the optimizers and the functional API.
+
+Every check runs before anything is written, so a rejected call leaves
+parameters and state untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def is_cuda_array(x) -> bool:
+    """True for objects exposing ``__cuda_array_interface__`` (CuPy, numba, torch CUDA)."""
+    return hasattr(x, "__cuda_array_interface__")
+
+
+def check_dtype(dtype, what: str) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        kind = "complex" if dtype.kind == "c" else str(dtype)
+        raise TypeError(
+            f"{what} must be float32 or float64, got {kind}"
+            + (" (complex numbers are not supported)" if dtype.kind == "c" else "")
+        )
+    return dtype
+
+
+def check_params(x, what: str = "params") -> np.ndarray:
+    """Validate a host parameter (or state) array that will be updated in place."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(
+            f"{what} must be a NumPy array (or a CUDA array), got {type(x).__name__}; "
+            "fastgd updates it in place, so it cannot convert it for you"
+        )
+    check_dtype(x.dtype, what)
+    if not x.flags.c_contiguous:
+        raise TypeError(f"{what} must be C-contiguous; use np.ascontiguousarray first")
+    if not x.flags.writeable:
+        raise TypeError(f"{what} is read-only; fastgd updates it in place")
+    return x
+
+
+def check_grad(g, params: np.ndarray) -> np.ndarray:
+    """Validate a gradient against its parameters; return it flattened (a view)."""
+    if type(g) is not np.ndarray:
+        if not isinstance(g, np.ndarray):
+            raise TypeError(f"grad must be a NumPy array, got {type(g).__name__}")
+    if g.dtype != params.dtype:
+        if g.dtype not in FLOAT_DTYPES:
+            check_dtype(g.dtype, "grad")
+        raise TypeError(
+            f"grad dtype {g.dtype} differs from params dtype {params.dtype}; "
+            "fastgd never casts silently"
+        )
+    if g.shape != params.shape:
+        raise ValueError(f"grad shape {g.shape} does not match params shape {params.shape}")
+    if not g.flags.c_contiguous:
+        raise TypeError("grad must be C-contiguous; use np.ascontiguousarray first")
+    return g.reshape(-1)
+
+
+# -- hyperparameters ---------------------------------------------------------
+
+
+def _real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must not be NaN")
+    return value
+
+
+def nonnegative(name: str, value) -> float:
+    value = _real(name, value)
+    if not 0.0 <= value < math.inf:
+        raise ValueError(f"Invalid {name}: {value} (must be finite and >= 0)")
+    return value
+
+
+def real(name: str, value) -> float:
+    value = _real(name, value)
+    if math.isinf(value):
+        raise ValueError(f"Invalid {name}: {value} (must be finite)")
+    return value
+
+
+def unit_interval(name: str, value) -> float:
+    """A value in [0, 1) (a decay rate such as a beta)."""
+    value = _real(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"Invalid {name}: {value} (must be in [0, 1))")
+    return value
+
+
+def closed_unit_interval(name: str, value) -> float:
+    value = _real(name, value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"Invalid {name}: {value} (must be in [0, 1])")
+    return value
+
+
+def betas(name: str, value) -> tuple[float, float]:
+    try:
+        b1, b2 = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (beta1, beta2), got {value!r}") from None
+    return unit_interval(f"{name}[0]", b1), unit_interval(f"{name}[1]", b2)
+
+
+def flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def choice(*options: str):
+    def check(name: str, value) -> str:
+        if value not in options:
+            raise ValueError(f"Invalid {name}: {value!r} (expected one of {options})")
+        return value
+
+    return check

@@ -1,0 +1,312 @@
+"""Optimizer objects: hyperparameters, state, validation; one kernel call per step."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastgd import _checks, backends
+from fastgd.rules import RULES, Rule
+
+STATE_FORMAT = "fastgd.state_dict/1"
+BACKENDS = ("auto", "serial", "parallel", "cuda")
+
+
+class Hyperparameter:
+    """A settable, validated hyperparameter attribute.
+
+    Assigning a bad value raises ``ValueError`` at once; the optimizer keeps
+    the old one. Relations between hyperparameters (``nesterov`` needs
+    ``momentum``) are checked at the next ``step``.
+    """
+
+    def __init__(self, check, doc: str = ""):
+        self.check = check
+        self.__doc__ = doc
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return obj.__dict__[self.name]
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.name] = self.check(self.name, value)
+        obj.__dict__["_consistent"] = False
+        obj.__dict__["_plan"] = None
+
+
+class Optimizer:
+    """Base class: one parameter array, updated in place by one fused kernel.
+
+    Subclasses set :attr:`rule` and declare their hyperparameters as
+    :class:`Hyperparameter` attributes.
+
+    Parameters
+    ----------
+    params : ndarray
+        C-contiguous, writeable float32 or float64 array of any shape (or a
+        CUDA array, see ``backend``). It is updated in place and kept by reference.
+    backend : {"auto", "serial", "parallel", "cuda"}
+        ``"serial"``: one-thread loop. ``"parallel"``: multi-threaded ``prange``
+        loop. ``"cuda"``: grid-stride CUDA kernel on device arrays. ``"auto"``:
+        ``"cuda"`` for CUDA arrays, else ``"serial"`` below
+        :data:`fastgd.config.PARALLEL_MIN_BYTES` of traffic per step and
+        ``"parallel"`` above.
+
+    Notes
+    -----
+    Non-finite gradients propagate element-wise, as in torch.optim: a NaN or
+    inf in ``grad[i]`` makes ``params[i]`` (and its state) non-finite and
+    leaves every other element exactly as a finite gradient would. Use
+    ``fastgd.clip_grad_norm_`` or check ``np.isfinite(grad).all()`` first if a
+    run must skip such steps.
+    """
+
+    rule: Rule
+    maximize = Hyperparameter(_checks.flag, "Ascend instead of descend (negate the gradient).")
+    l1 = Hyperparameter(_checks.nonnegative, "L1 regularization strength.")
+    l1_mode = Hyperparameter(
+        _checks.choice("subgradient", "proximal"),
+        "``'subgradient'``: g += l1 * sign(p); ``'proximal'``: soft-threshold p by "
+        "lr * l1 after the step (exact zeros).",
+    )
+
+    def __init__(self, params, *, backend: str = "auto", **hyperparameters):
+        self._device = _checks.is_cuda_array(params)
+        if self._device:
+            from fastgd import cuda as _cuda
+
+            params = _cuda.check_params(params)
+        else:
+            _checks.check_params(params)
+        if backend not in BACKENDS:
+            raise ValueError(f"Invalid backend {backend!r} (expected one of {BACKENDS})")
+        if backend == "cuda" and not self._device:
+            raise TypeError(
+                "backend='cuda' needs a CUDA array (e.g. CuPy, numba device array or a "
+                "torch CUDA tensor); got a host array. fastgd never copies silently."
+            )
+        if self._device and backend in ("serial", "parallel"):
+            raise TypeError(
+                f"backend={backend!r} runs on the CPU but params is a CUDA array; "
+                "use backend='cuda' or 'auto'"
+            )
+        names = self.hyperparameter_names()
+        unknown = set(hyperparameters) - set(names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}")
+        for name in names:
+            setattr(self, name, hyperparameters[name])
+        self._check_consistency()
+        self.params = params
+        self.backend = backend
+        self._flat_params = params.reshape(-1) if not self._device else params
+        self.state: dict[str, np.ndarray] = {}
+        self._flat_state: dict[str, np.ndarray] = {}
+        self._host: dict[str, float | bool] = {}
+        self.steps = 0
+
+    # -- hyperparameters ------------------------------------------------------
+
+    @classmethod
+    def hyperparameter_names(cls) -> tuple[str, ...]:
+        names = []
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                if isinstance(value, Hyperparameter) and name not in names:
+                    names.append(name)
+        return tuple(names)
+
+    @property
+    def hyperparameters(self) -> dict:
+        """The current hyperparameters, by torch's names."""
+        return {n: getattr(self, n) for n in self.hyperparameter_names()}
+
+    def _check_consistency(self) -> None:
+        """Check relations between hyperparameters (subclasses extend)."""
+        self.__dict__["_consistent"] = True
+
+    # -- the step ---------------------------------------------------------------
+
+    def _common(self) -> tuple[tuple[bool, ...], tuple[float, ...]]:
+        """Flags and scalars of :func:`fastgd.rules.prologue` / ``epilogue``."""
+        rule = self.rule
+        wd = getattr(self, "weight_decay", 0.0) if rule.decay != "none" else 0.0
+        decoupled = rule.decay == "decoupled" or (
+            rule.decay == "option" and self.decoupled_weight_decay
+        )
+        l1_on = self.l1 != 0.0
+        flags = (
+            self.maximize,
+            wd != 0.0 and not decoupled,
+            wd != 0.0 and decoupled,
+            l1_on and self.l1_mode == "subgradient",
+            l1_on and self.l1_mode == "proximal",
+        )
+        return flags, (wd, 1.0 - self.lr * wd, self.l1, self.lr * self.l1)
+
+    def _state_array(self, name: str):
+        arr = self._flat_state.get(name)
+        if arr is None:
+            value = self.rule.initial(self, name)
+            if self._device:
+                from fastgd import cuda as _cuda
+
+                full = _cuda.full_like(self.params, value)
+            else:
+                full = np.full(self.params.shape, value, dtype=self.params.dtype)
+            self.state[name] = full
+            arr = self._flat_state[name] = full.reshape(-1) if not self._device else full
+        return arr
+
+    def step(self, grad) -> None:
+        """Apply one update to ``params`` in place.
+
+        Parameters
+        ----------
+        grad : ndarray
+            Gradient of the loss with respect to ``params``: same shape and
+            dtype, C-contiguous (a CUDA array on the CUDA backend).
+
+        Raises
+        ------
+        TypeError
+            Wrong dtype, non-contiguous, or host/device mismatch.
+        ValueError
+            Shape mismatch, or inconsistent hyperparameters.
+        """
+        if self._device:
+            from fastgd import cuda as _cuda
+
+            g = _cuda.check_grad(grad, self.params)
+        else:
+            g = _checks.check_grad(grad, self.params)
+        if not self.__dict__["_consistent"]:
+            self._check_consistency()
+        t = self.steps + 1
+        host = dict(self._host)
+        flags, scalars = self.rule.prepare(self, t, host)
+        common, common_scalars = self._common()
+        active = self.rule.active(self)
+        states = [self._state_array(name) for name in active]
+        if self._device:
+            _cuda.run(self, common, flags, active, g, states, common_scalars + scalars)
+        else:
+            n_bytes = self.params.nbytes * (2 + 2 * len(active))
+            backend = backends.select(n_bytes, self.backend)
+            loop = backends.cpu_loop(self.rule, common, flags, active, backend)
+            c = np.array(common_scalars + scalars, dtype=self.params.dtype)
+            loop(self._flat_params, g, *states, c)
+        self._host = host
+        self.steps = t
+
+    # -- state ------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """A snapshot of the optimizer: plain NumPy arrays and Python scalars.
+
+        Returns
+        -------
+        dict
+            ``format``, ``rule``, ``dtype``, ``shape``, ``step`` (int),
+            ``hyperparameters``, ``state`` (name -> array copy, host NumPy even
+            for CUDA params) and ``host`` (rule scalars such as NAdam's
+            ``mu_product``). Loading it into an optimizer of the same rule,
+            shape and dtype and continuing gives bit-identical results.
+        """
+        if self._device:
+            from fastgd import cuda as _cuda
+
+            state = {k: _cuda.to_host(v) for k, v in self.state.items()}
+        else:
+            state = {k: v.copy() for k, v in self.state.items()}
+        return {
+            "format": STATE_FORMAT,
+            "rule": self.rule.name,
+            "dtype": str(np.dtype(self.params.dtype)),
+            "shape": tuple(self.params.shape),
+            "step": int(self.steps),
+            "hyperparameters": self.hyperparameters,
+            "state": state,
+            "host": dict(self._host),
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore a snapshot made by :meth:`state_dict` (validated before any change).
+
+        Raises
+        ------
+        ValueError
+            Wrong format, rule, shape, step, unknown state names or bad
+            hyperparameters.
+        TypeError
+            Wrong dtype.
+        """
+        sd = state_dict
+        if not isinstance(sd, dict) or sd.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a fastgd state dict (expected format {STATE_FORMAT!r})")
+        if sd.get("rule") != self.rule.name:
+            raise ValueError(
+                f"state dict is for rule {sd.get('rule')!r}, this optimizer is {self.rule.name!r}"
+            )
+        dtype = np.dtype(self.params.dtype)
+        if np.dtype(sd["dtype"]) != dtype:
+            raise TypeError(f"state dict dtype {sd['dtype']} differs from params dtype {dtype}")
+        if tuple(sd["shape"]) != tuple(self.params.shape):
+            raise ValueError(f"state dict shape {tuple(sd['shape'])} != params shape {self.params.shape}")
+        step = sd["step"]
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"invalid step {step!r}")
+        arrays = {}
+        for name, arr in sd["state"].items():
+            if name not in self.rule.states:
+                raise ValueError(f"unknown state {name!r} for rule {self.rule.name!r}")
+            arr = np.asarray(arr)
+            if arr.dtype != dtype:
+                raise TypeError(f"state {name!r} has dtype {arr.dtype}, expected {dtype}")
+            if arr.shape != tuple(self.params.shape):
+                raise ValueError(f"state {name!r} has shape {arr.shape}, expected {self.params.shape}")
+            arrays[name] = arr
+        hp = sd["hyperparameters"]
+        names = self.hyperparameter_names()
+        unknown = set(hp) - set(names)
+        if unknown:
+            raise ValueError(f"unknown hyperparameters {sorted(unknown)}")
+        checked = {n: type(self).__dict__.get(n) or _find(type(self), n) for n in hp}
+        values = {n: checked[n].check(n, v) for n, v in hp.items()}
+        # everything is valid: now change the optimizer
+        for n, v in values.items():
+            setattr(self, n, v)
+        self._check_consistency()
+        self.state.clear()
+        self._flat_state.clear()
+        for name, arr in arrays.items():
+            target = self._state_array(name)
+            if self._device:
+                from fastgd import cuda as _cuda
+
+                _cuda.copy_to_device(arr, self.state[name])
+            else:
+                target[...] = arr.reshape(-1)
+        self._host = dict(sd.get("host", {}))
+        self.steps = int(step)
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return (
+            f"{type(self).__name__}(params: {self.params.shape} {np.dtype(self.params.dtype)}, "
+            f"{hp}, backend={self.backend!r})"
+        )
+
+
+def _find(cls, name):
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name]
+    raise KeyError(name)  # pragma: no cover
+
+
+def rule_of(cls) -> Rule:
+    return RULES[cls.rule.name]

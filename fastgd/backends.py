@@ -52,10 +52,10 @@ _epilogue = cuda.jit(device=True)(rules.epilogue)
 """
 
 _UNPACK = """\
-    wd = c[0]
-    decay = c[1]
-    l1 = c[2]
-    l1_thresh = c[3]
+    wd = numba.{dtype}(c[0])
+    decay = numba.{dtype}(c[1])
+    l1 = numba.{dtype}(c[2])
+    l1_thresh = numba.{dtype}(c[3])
 {scalar_lines}"""
 
 _BODY = """\
@@ -66,7 +66,7 @@ _BODY = """\
 
 _CPU_LOOP = """
 @numba.njit(error_model="numpy", cache={cache}, nogil=True{parallel})
-def {name}(p, g, {states}c):
+def {name}(p, g, {states}{scalar_arg}):
 {unpack}
     for i in {range}(p.shape[0]):
 {body}"""
@@ -149,7 +149,7 @@ def _flag_lines(rule: Rule, common: tuple[bool, ...], flags: tuple[bool, ...]) -
     return "\n".join(f"{n} = {bool(v)}" for n, v in zip(names, common + flags))
 
 
-def _fill(rule: Rule, flags: tuple[bool, ...], active: tuple[str, ...], cache: bool) -> dict:
+def _fill(rule: Rule, flags, active, dtype: str, cache: bool) -> dict:
     """The template fields shared by every backend for one configuration."""
     slots = [f"s{k}" if name in active else None for k, name in enumerate(rule.states)]
     used = [s for s in slots if s is not None]
@@ -163,15 +163,17 @@ def _fill(rule: Rule, flags: tuple[bool, ...], active: tuple[str, ...], cache: b
         flags="".join(", " + f.upper() for f in rule.flags),
         scalars="".join(f", c{k}" for k in range(len(rule.scalars))),
         scalar_lines="\n".join(
-            f"    c{k} = c[{k + len(COMMON_SCALARS)}]" for k in range(len(rule.scalars))
+            f"    c{k} = numba.{dtype}(c[{k + len(COMMON_SCALARS)}])"
+            for k in range(len(rule.scalars))
         ),
         stores="\n".join(f"        {s}[i] = {s}_new" for s in used),
         cache=cache,
+        dtype=dtype,
     )
 
 
-def _generate(rule, common, flags, active, target) -> str:
-    f = _fill(rule, flags, active, config.CACHE)
+def _generate(rule, common, flags, active, target, dtype) -> str:
+    f = _fill(rule, flags, active, dtype, config.CACHE)
     if not rule.states:
         f["outs"] = "_unused"  # pragma: no cover - every rule has a state slot
     body = _BODY.format(**f)
@@ -181,7 +183,7 @@ def _generate(rule, common, flags, active, target) -> str:
         src += _CPU_IMPORTS.format(**f)
         for name, rng, par in (("serial", "range", ""), ("parallel", "numba.prange", ", parallel=True")):
             src += _CPU_LOOP.format(
-                name=name, range=rng, parallel=par, unpack=unpack, body=body, **f
+                name=name, range=rng, parallel=par, unpack=unpack, body=body, scalar_arg="c", **f
             )
     else:
         src += _CUDA_IMPORTS.format(**f)
@@ -194,6 +196,7 @@ def loops(
     common: tuple[bool, ...],
     flags: tuple[bool, ...],
     active: tuple[str, ...],
+    dtype: str,
     target: str = "cpu",
 ) -> ModuleType:
     """The compiled-loop module for one rule configuration.
@@ -208,13 +211,15 @@ def loops(
         Values of ``rule.flags``.
     active : tuple of str
         The state names in use; the loop takes those arrays, in ``rule.states`` order.
+    dtype : {"float32", "float64"}
+        The arrays' dtype: the scalars are cast to it once, before the loop.
     target : {"cpu", "cuda"}
         ``"cpu"`` modules hold ``serial`` and ``parallel`` functions with the
-        signature ``(p, g, *active_states, c)``, ``c`` the scalar array
-        (:data:`COMMON_SCALARS` then ``rule.scalars``); ``"cuda"`` modules hold
-        ``kernel`` with the same signature.
+        signature ``(p, g, *active_states, c)``, ``c`` a tuple of float
+        scalars (:data:`COMMON_SCALARS` then ``rule.scalars``); ``"cuda"``
+        modules hold ``kernel`` with the same signature.
     """
-    key = (rule.name, common, flags, active, target)
+    key = (rule.name, common, flags, active, dtype, target)
     module = _modules.get(key)
     if module is None:
         with _lock:
@@ -222,10 +227,36 @@ def loops(
             if module is None:
                 bits = "".join("1" if b else "0" for b in common + flags)
                 mask = "".join("1" if s in active else "0" for s in rule.states)
-                name = f"{rule.name}_{target}_{bits}_{mask}"
-                module = _import_source(name, _generate(rule, common, flags, active, target))
+                name = f"{rule.name}_{target}_{dtype}_{bits}_{mask}"
+                source = _generate(rule, common, flags, active, target, dtype)
+                module = _import_source(name, source)
                 _modules[key] = module
     return module
+
+
+_entries: dict[tuple, Callable] = {}
+
+
+def cpu_loop(rule, common, flags, active, backend, dtype, readonly_grad=False) -> Callable:
+    """The compiled ``serial`` or ``parallel`` loop for one configuration.
+
+    Returns the entry point compiled for the exact argument types, so a call
+    skips numba's type dispatch: the caller must have validated every array
+    (1-D, C-contiguous, ``dtype``; writeable except possibly the gradient).
+    """
+    key = (rule.name, common, flags, active, backend, dtype, readonly_grad)
+    entry = _entries.get(key)
+    if entry is None:
+        from numba import types
+
+        dispatcher = getattr(loops(rule, common, flags, active, dtype), backend)
+        nbtype = getattr(types, dtype)
+        array = types.Array(nbtype, 1, "C")
+        grad = types.Array(nbtype, 1, "C", readonly=readonly_grad)
+        scalars = types.UniTuple(types.float64, len(COMMON_SCALARS) + len(rule.scalars))
+        entry = dispatcher.compile((array, grad) + (array,) * len(active) + (scalars,))
+        _entries[key] = entry
+    return entry
 
 
 def ceiling_loops(n_states: int) -> ModuleType:
@@ -242,11 +273,12 @@ def ceiling_loops(n_states: int) -> ModuleType:
             states = [f"s{k}" for k in range(n_states)]
             stores = "\n".join(f"        {s}[i] = {s}[i] + g[i]" for s in states)
             body = _CEILING_BODY.format(stores=stores)
-            src = "# Generated by fastgd.backends: memory ceiling loops.\nimport numba\n"
+            src = "# Generated by fastgd.backends: memory ceiling loops.\nimport numba\n"  # noqa: E501
             for name, rng, par in (("serial", "range", ""), ("parallel", "numba.prange", ", parallel=True")):
                 src += _CPU_LOOP.format(
                     name=name, range=rng, parallel=par, cache=config.CACHE,
                     states="".join(s + ", " for s in states), unpack="    pass", body=body,
+                    scalar_arg="",
                 )  # fmt: skip
             module = _import_source(f"ceiling_{n_states}", src)
             _modules[key] = module
@@ -260,6 +292,3 @@ def select(n_bytes: int, backend: str) -> str:
     return backend
 
 
-def cpu_loop(rule, common, flags, active, backend) -> Callable:
-    """The ``serial`` or ``parallel`` loop for one configuration."""
-    return getattr(loops(rule, common, flags, active, "cpu"), backend)

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from types import SimpleNamespace
+
 from fastgd import _checks, backends
 from fastgd.rules import RULES, Rule
 
 STATE_FORMAT = "fastgd.state_dict/1"
 BACKENDS = ("auto", "serial", "parallel", "cuda")
+
+
+class _Plan:
+    """What a step needs that changes only with the hyperparameters."""
+
+    __slots__ = ("hp", "prepare", "common", "common_scalars", "active", "states", "backend", "loops")
 
 
 class Hyperparameter:
@@ -33,7 +41,6 @@ class Hyperparameter:
 
     def __set__(self, obj, value):
         obj.__dict__[self.name] = self.check(self.name, value)
-        obj.__dict__["_consistent"] = False
         obj.__dict__["_plan"] = None
 
 
@@ -126,7 +133,6 @@ class Optimizer:
 
     def _check_consistency(self) -> None:
         """Check relations between hyperparameters (subclasses extend)."""
-        self.__dict__["_consistent"] = True
 
     # -- the step ---------------------------------------------------------------
 
@@ -161,6 +167,37 @@ class Optimizer:
             arr = self._flat_state[name] = full.reshape(-1) if not self._device else full
         return arr
 
+    def _make_plan(self) -> _Plan:
+        """Everything a step needs that depends only on the hyperparameters."""
+        self._check_consistency()
+        plan = _Plan()
+        plan.hp = SimpleNamespace(**self.hyperparameters)
+        plan.prepare = self.rule.prepare
+        plan.common, plan.common_scalars = self._common()
+        plan.active = self.rule.active(self)
+        plan.states = tuple(self._state_array(name) for name in plan.active)
+        if self._device:
+            plan.backend = "cuda"
+        else:
+            n_bytes = self.params.nbytes * (2 + 2 * len(plan.active))
+            plan.backend = backends.select(n_bytes, self.backend)
+        plan.loops = {}
+        self.__dict__["_plan"] = plan
+        return plan
+
+    def _loop(self, plan: _Plan, flags: tuple[bool, ...]):
+        if self._device:
+            from fastgd import cuda as _cuda
+
+            loop = _cuda.kernel_launcher(self, plan, flags)
+        else:
+            dtype = str(np.dtype(self.params.dtype))
+            loop = backends.cpu_loop(
+                self.rule, plan.common, flags, plan.active, plan.backend, dtype, True
+            )
+        plan.loops[flags] = loop
+        return loop
+
     def step(self, grad) -> None:
         """Apply one update to ``params`` in place.
 
@@ -168,7 +205,8 @@ class Optimizer:
         ----------
         grad : ndarray
             Gradient of the loss with respect to ``params``: same shape and
-            dtype, C-contiguous (a CUDA array on the CUDA backend).
+            dtype, C-contiguous (a CUDA array on the CUDA backend). It is
+            only read.
 
         Raises
         ------
@@ -183,22 +221,12 @@ class Optimizer:
             g = _cuda.check_grad(grad, self.params)
         else:
             g = _checks.check_grad(grad, self.params)
-        if not self.__dict__["_consistent"]:
-            self._check_consistency()
+        plan = self._plan or self._make_plan()
         t = self.steps + 1
-        host = dict(self._host)
-        flags, scalars = self.rule.prepare(self, t, host)
-        common, common_scalars = self._common()
-        active = self.rule.active(self)
-        states = [self._state_array(name) for name in active]
-        if self._device:
-            _cuda.run(self, common, flags, active, g, states, common_scalars + scalars)
-        else:
-            n_bytes = self.params.nbytes * (2 + 2 * len(active))
-            backend = backends.select(n_bytes, self.backend)
-            loop = backends.cpu_loop(self.rule, common, flags, active, backend)
-            c = np.array(common_scalars + scalars, dtype=self.params.dtype)
-            loop(self._flat_params, g, *states, c)
+        host = self._host.copy()
+        flags, scalars = plan.prepare(plan.hp, t, host)
+        loop = plan.loops.get(flags) or self._loop(plan, flags)
+        loop(self._flat_params, g, *plan.states, plan.common_scalars + scalars)
         self._host = host
         self.steps = t
 
@@ -292,6 +320,7 @@ class Optimizer:
                 target[...] = arr.reshape(-1)
         self._host = dict(sd.get("host", {}))
         self.steps = int(step)
+        self._plan = None
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())

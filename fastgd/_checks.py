@@ -15,8 +15,16 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def is_cuda_array(x) -> bool:
-    """True for objects exposing ``__cuda_array_interface__`` (CuPy, numba, torch CUDA)."""
-    return hasattr(x, "__cuda_array_interface__")
+    """True for CUDA arrays: ``__cuda_array_interface__`` (CuPy, numba, torch CUDA
+    tensors) or numba's own device arrays (also the simulator's)."""
+    if isinstance(x, np.ndarray):
+        return False
+    try:
+        if hasattr(x, "__cuda_array_interface__"):
+            return True
+    except RuntimeError:  # torch raises this for CUDA tensors that require grad
+        return True
+    return type(x).__module__.startswith("numba.cuda")
 
 
 def check_dtype(dtype, what: str) -> np.dtype:

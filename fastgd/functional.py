@@ -46,7 +46,12 @@ def _functional(name: str, cls):
             if opt._device:
                 from fastgd import cuda
 
-                cuda.check_state(arr, params, s)
+                flat = cuda.flat_view(arr, s)
+                if flat.size != opt._flat_params.size or np.dtype(flat.dtype) != opt._dtype:
+                    raise ValueError(f"state {s!r} must match params in size and dtype")
+                opt.state[s] = arr
+                opt._flat_state[s] = flat
+                continue
             else:
                 _checks.check_params(arr, s)
                 if arr.shape != params.shape or arr.dtype != params.dtype:
@@ -58,7 +63,7 @@ def _functional(name: str, cls):
                     raise ValueError(f"state {s!r} overlaps params or another state array")
             written.append(arr)
             opt.state[s] = arr
-            opt._flat_state[s] = arr if opt._device else arr.reshape(-1)
+            opt._flat_state[s] = arr.reshape(-1)
         opt.steps = int(step) - 1
         opt._host = dict(host or {})
         opt.step(grad)

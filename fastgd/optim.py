@@ -85,9 +85,10 @@ class Optimizer:
         if self._device:
             from fastgd import cuda as _cuda
 
-            params = _cuda.check_params(params)
+            flat = _cuda.flat_view(params, "params")
         else:
             _checks.check_params(params)
+            flat = params.reshape(-1)
         if backend not in BACKENDS:
             raise ValueError(f"Invalid backend {backend!r} (expected one of {BACKENDS})")
         if backend == "cuda" and not self._device:
@@ -109,7 +110,9 @@ class Optimizer:
         self._check_consistency()
         self.params = params
         self.backend = backend
-        self._flat_params = params.reshape(-1) if not self._device else params
+        self._flat_params = flat
+        self._shape = tuple(params.shape)
+        self._dtype = np.dtype(flat.dtype)
         self.state: dict[str, np.ndarray] = {}
         self._flat_state: dict[str, np.ndarray] = {}
         self._host: dict[str, float | bool] = {}
@@ -160,11 +163,11 @@ class Optimizer:
             if self._device:
                 from fastgd import cuda as _cuda
 
-                full = _cuda.full_like(self.params, value)
+                full = _cuda.full(self._shape, value, self._dtype)
             else:
-                full = np.full(self.params.shape, value, dtype=self.params.dtype)
+                full = np.full(self._shape, value, dtype=self._dtype)
             self.state[name] = full
-            arr = self._flat_state[name] = full.reshape(-1) if not self._device else full
+            arr = self._flat_state[name] = full.reshape(full.size)
         return arr
 
     def _make_plan(self) -> _Plan:
@@ -179,7 +182,7 @@ class Optimizer:
         if self._device:
             plan.backend = "cuda"
         else:
-            n_bytes = self.params.nbytes * (2 + 2 * len(plan.active))
+            n_bytes = self._flat_params.nbytes * (2 + 2 * len(plan.active))
             plan.backend = backends.select(n_bytes, self.backend)
         plan.loops = {}
         self.__dict__["_plan"] = plan
@@ -191,14 +194,14 @@ class Optimizer:
 
             loop = _cuda.kernel_launcher(self, plan, flags)
         else:
-            dtype = str(np.dtype(self.params.dtype))
+            dtype = self._dtype.name
             loop = backends.cpu_loop(
                 self.rule, plan.common, flags, plan.active, plan.backend, dtype, True
             )
         plan.loops[flags] = loop
         return loop
 
-    def step(self, grad) -> None:
+    def step(self, grad, *, stream=None) -> None:
         """Apply one update to ``params`` in place.
 
         Parameters
@@ -207,6 +210,10 @@ class Optimizer:
             Gradient of the loss with respect to ``params``: same shape and
             dtype, C-contiguous (a CUDA array on the CUDA backend). It is
             only read.
+        stream : optional
+            CUDA backend only: the stream to launch on (a numba stream, a CuPy
+            or torch CUDA stream, or a raw ``cudaStream_t`` int), so the
+            update is ordered with the caller's work. Default: the default stream.
 
         Raises
         ------
@@ -216,17 +223,29 @@ class Optimizer:
             Shape mismatch, or inconsistent hyperparameters.
         """
         if self._device:
-            from fastgd import cuda as _cuda
-
-            g = _cuda.check_grad(grad, self.params)
-        else:
-            g = _checks.check_grad(grad, self.params)
+            return self._step_device(grad, stream)
+        if stream is not None:
+            raise TypeError("stream= applies to CUDA arrays only; params is a host array")
+        g = _checks.check_grad(grad, self.params)
         plan = self._plan or self._make_plan()
         t = self.steps + 1
         host = self._host.copy()
         flags, scalars = plan.prepare(plan.hp, t, host)
         loop = plan.loops.get(flags) or self._loop(plan, flags)
         loop(self._flat_params, g, *plan.states, plan.common_scalars + scalars)
+        self._host = host
+        self.steps = t
+
+    def _step_device(self, grad, stream) -> None:
+        from fastgd import cuda as _cuda
+
+        g = _cuda.flat_grad(grad, self._shape, self._dtype)
+        plan = self._plan or self._make_plan()
+        t = self.steps + 1
+        host = self._host.copy()
+        flags, scalars = plan.prepare(plan.hp, t, host)
+        loop = plan.loops.get(flags) or self._loop(plan, flags)
+        loop(self._flat_params, g, *plan.states, plan.common_scalars + scalars, stream)
         self._host = host
         self.steps = t
 
@@ -253,8 +272,8 @@ class Optimizer:
         return {
             "format": STATE_FORMAT,
             "rule": self.rule.name,
-            "dtype": str(np.dtype(self.params.dtype)),
-            "shape": tuple(self.params.shape),
+            "dtype": self._dtype.name,
+            "shape": self._shape,
             "step": int(self.steps),
             "hyperparameters": self.hyperparameters,
             "state": state,
@@ -279,11 +298,11 @@ class Optimizer:
             raise ValueError(
                 f"state dict is for rule {sd.get('rule')!r}, this optimizer is {self.rule.name!r}"
             )
-        dtype = np.dtype(self.params.dtype)
+        dtype = self._dtype
         if np.dtype(sd["dtype"]) != dtype:
             raise TypeError(f"state dict dtype {sd['dtype']} differs from params dtype {dtype}")
-        if tuple(sd["shape"]) != tuple(self.params.shape):
-            raise ValueError(f"state dict shape {tuple(sd['shape'])} != params shape {self.params.shape}")
+        if tuple(sd["shape"]) != self._shape:
+            raise ValueError(f"state dict shape {tuple(sd['shape'])} != params shape {self._shape}")
         step = sd["step"]
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
             raise ValueError(f"invalid step {step!r}")
@@ -294,8 +313,8 @@ class Optimizer:
             arr = np.asarray(arr)
             if arr.dtype != dtype:
                 raise TypeError(f"state {name!r} has dtype {arr.dtype}, expected {dtype}")
-            if arr.shape != tuple(self.params.shape):
-                raise ValueError(f"state {name!r} has shape {arr.shape}, expected {self.params.shape}")
+            if arr.shape != self._shape:
+                raise ValueError(f"state {name!r} has shape {arr.shape}, expected {self._shape}")
             arrays[name] = arr
         hp = sd["hyperparameters"]
         names = self.hyperparameter_names()
@@ -315,7 +334,7 @@ class Optimizer:
             if self._device:
                 from fastgd import cuda as _cuda
 
-                _cuda.copy_to_device(arr, self.state[name])
+                _cuda.copy_to_device(arr, target)
             else:
                 target[...] = arr.reshape(-1)
         self._host = dict(sd.get("host", {}))
@@ -325,7 +344,7 @@ class Optimizer:
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return (
-            f"{type(self).__name__}(params: {self.params.shape} {np.dtype(self.params.dtype)}, "
+            f"{type(self).__name__}(params: {self._shape} {self._dtype.name}, "
             f"{hp}, backend={self.backend!r})"
         )
 

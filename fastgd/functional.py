@@ -35,12 +35,13 @@ def _functional(name: str, cls):
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
             raise ValueError(f"step must be an int >= 1 (the number of this update), got {step!r}")
         states = {k: kwargs.pop(k) for k in rule.states if k in kwargs}
+        states = {k: v for k, v in states.items() if v is not None}
         opt = cls(params, backend=backend, **kwargs)
         needed = rule.active(opt)
         missing = [s for s in needed if s not in states]
         if missing:
             raise ValueError(f"{name} with these options needs state arrays {missing}")
-        written = [params]
+        written = [params, grad]
         for s in needed:
             arr = states[s]
             if opt._device:
@@ -60,7 +61,7 @@ def _functional(name: str, cls):
                         f"expected {params.shape} {params.dtype}"
                     )
                 if any(np.may_share_memory(arr, w) for w in written):
-                    raise ValueError(f"state {s!r} overlaps params or another state array")
+                    raise ValueError(f"state {s!r} overlaps params, grad or another state array")
             written.append(arr)
             opt.state[s] = arr
             opt._flat_state[s] = arr.reshape(-1)

@@ -16,7 +16,16 @@ BACKENDS = ("auto", "serial", "parallel", "cuda")
 class _Plan:
     """What a step needs that changes only with the hyperparameters."""
 
-    __slots__ = ("hp", "prepare", "common", "common_scalars", "active", "states", "backend", "loops")
+    __slots__ = (
+        "hp",
+        "prepare",
+        "common",
+        "common_scalars",
+        "active",
+        "states",
+        "backend",
+        "loops",
+    )
 
 
 class Hyperparameter:
@@ -64,9 +73,10 @@ class Optimizer:
 
     Notes
     -----
-    Non-finite gradients propagate element-wise, as in torch.optim: a NaN or
-    inf in ``grad[i]`` makes ``params[i]`` (and its state) non-finite and
-    leaves every other element exactly as a finite gradient would. Use
+    Non-finite gradients propagate element-wise, as in torch.optim: a NaN in
+    ``grad[i]`` makes ``params[i]`` NaN, an inf makes it (or, for Lion, whose
+    update is ``sign(inf) = 1``, only its momentum) non-finite, and every
+    other element is exactly as a finite gradient would leave it. Use
     ``fastgd.clip_grad_norm_`` or check ``np.isfinite(grad).all()`` first if a
     run must skip such steps.
     """
@@ -89,8 +99,7 @@ class Optimizer:
         else:
             _checks.check_params(params)
             flat = params.reshape(-1)
-        if backend not in BACKENDS:
-            raise ValueError(f"Invalid backend {backend!r} (expected one of {BACKENDS})")
+        _check_backend(backend)
         if backend == "cuda" and not self._device:
             raise TypeError(
                 "backend='cuda' needs a CUDA array (e.g. CuPy, numba device array or a "
@@ -109,7 +118,7 @@ class Optimizer:
             setattr(self, name, hyperparameters[name])
         self._check_consistency()
         self.params = params
-        self.backend = backend
+        self.__dict__["backend"] = backend
         self._flat_params = flat
         self._shape = tuple(params.shape)
         self._dtype = np.dtype(flat.dtype)
@@ -117,6 +126,20 @@ class Optimizer:
         self._flat_state: dict[str, np.ndarray] = {}
         self._host: dict[str, float | bool] = {}
         self.steps = 0
+
+    @property
+    def backend(self) -> str:
+        """Where the loop runs; settable (``"auto"``, ``"serial"``, ``"parallel"``, ``"cuda"``)."""
+        return self.__dict__["backend"]
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        _check_backend(value)
+        if (value == "cuda") != self._device and value != "auto":
+            where = "a CUDA array" if self._device else "a host array"
+            raise TypeError(f"backend={value!r} cannot run params that are {where}")
+        self.__dict__["backend"] = value
+        self._plan = None
 
     # -- hyperparameters ------------------------------------------------------
 
@@ -294,9 +317,12 @@ class Optimizer:
         sd = state_dict
         if not isinstance(sd, dict) or sd.get("format") != STATE_FORMAT:
             raise ValueError(f"not a fastgd state dict (expected format {STATE_FORMAT!r})")
-        if sd.get("rule") != self.rule.name:
+        missing = {"rule", "dtype", "shape", "step", "hyperparameters", "state"} - set(sd)
+        if missing:
+            raise ValueError(f"state dict lacks {sorted(missing)}")
+        if sd["rule"] != self.rule.name:
             raise ValueError(
-                f"state dict is for rule {sd.get('rule')!r}, this optimizer is {self.rule.name!r}"
+                f"state dict is for rule {sd['rule']!r}, this optimizer is {self.rule.name!r}"
             )
         dtype = self._dtype
         if np.dtype(sd["dtype"]) != dtype:
@@ -317,20 +343,24 @@ class Optimizer:
                 raise ValueError(f"state {name!r} has shape {arr.shape}, expected {self._shape}")
             arrays[name] = arr
         hp = sd["hyperparameters"]
-        names = self.hyperparameter_names()
-        unknown = set(hp) - set(names)
+        unknown = set(hp) - set(self.hyperparameter_names())
         if unknown:
             raise ValueError(f"unknown hyperparameters {sorted(unknown)}")
-        checked = {n: type(self).__dict__.get(n) or _find(type(self), n) for n in hp}
-        values = {n: checked[n].check(n, v) for n, v in hp.items()}
+        values = {n: _find(type(self), n).check(n, v) for n, v in hp.items()}
+        # relations between hyperparameters: try them, and put the old ones back if refused
+        old = self.hyperparameters
+        self.__dict__.update(values)
+        try:
+            self._check_consistency()
+        except ValueError:
+            self.__dict__.update(old)
+            raise
         # everything is valid: now change the optimizer
-        for n, v in values.items():
-            setattr(self, n, v)
-        self._check_consistency()
-        self.state.clear()
-        self._flat_state.clear()
+        for name in list(self.state):
+            if name not in arrays:
+                del self.state[name], self._flat_state[name]
         for name, arr in arrays.items():
-            target = self._state_array(name)
+            target = self._state_array(name)  # existing arrays are reused in place
             if self._device:
                 from fastgd import cuda as _cuda
 
@@ -341,12 +371,38 @@ class Optimizer:
         self.steps = int(step)
         self._plan = None
 
+    # -- copies -------------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        # compiled loops and flat views are rebuilt, so copies update their own arrays
+        state = self.__dict__.copy()
+        for key in ("_plan", "_flat_params", "_flat_state"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._plan = None
+        if self._device:
+            from fastgd import cuda as _cuda
+
+            self._flat_params = _cuda.flat_view(self.params, "params")
+            self._flat_state = {k: _cuda.flat_view(v, k) for k, v in self.state.items()}
+        else:
+            self._flat_params = self.params.reshape(-1)
+            self._flat_state = {k: v.reshape(-1) for k, v in self.state.items()}
+
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return (
             f"{type(self).__name__}(params: {self._shape} {self._dtype.name}, "
             f"{hp}, backend={self.backend!r})"
         )
+
+
+def _check_backend(backend) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"Invalid backend {backend!r} (expected one of {BACKENDS})")
 
 
 def _find(cls, name):

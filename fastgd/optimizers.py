@@ -45,7 +45,9 @@ _COMMON_DOC = """
 
 
 def _hp(local_vars: dict) -> dict:
-    return {k: v for k, v in local_vars.items() if k not in ("self", "params", "backend", "__class__")}
+    return {
+        k: v for k, v in local_vars.items() if k not in ("self", "params", "backend", "__class__")
+    }
 
 
 def _doc(cls):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def pack(arrays: Sequence, dtype=None):
     sizes = [a.size for a in hosts]
     flat = np.empty(sum(sizes), dtype=dtype)
     views, offset = [], 0
-    for a, n in zip(hosts, sizes):
+    for a, n in zip(hosts, sizes, strict=True):
         view = flat[offset : offset + n].reshape(a.shape)
         view[...] = a
         views.append(view)

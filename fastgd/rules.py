@@ -25,8 +25,9 @@ update in place.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # --------------------------------------------------------------------------
 # Shared pre- and post-processing of every rule
@@ -358,9 +359,11 @@ RULES: dict[str, Rule] = {
             ("centered", "momentum_on", "eps_inside_sqrt"),
             ("lr", "alpha", "one_minus_alpha", "eps", "momentum"),
             _prepare_rmsprop,
-            active=lambda hp: ("square_avg",)
-            + (("grad_avg",) if hp.centered else ())
-            + (("momentum_buffer",) if hp.momentum > 0 else ()),
+            active=lambda hp: (
+                ("square_avg",)
+                + (("grad_avg",) if hp.centered else ())
+                + (("momentum_buffer",) if hp.momentum > 0 else ())
+            ),
         ),
         Rule(
             "adadelta",
@@ -376,11 +379,18 @@ RULES: dict[str, Rule] = {
             adam,
             ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
             ("amsgrad",),
-            ("one_minus_beta1", "beta2", "one_minus_beta2", "step_size",
-             "bias_correction2_sqrt", "eps"),
+            (
+                "one_minus_beta1",
+                "beta2",
+                "one_minus_beta2",
+                "step_size",
+                "bias_correction2_sqrt",
+                "eps",
+            ),
             _prepare_adam,
-            active=lambda hp: ("exp_avg", "exp_avg_sq")
-            + (("max_exp_avg_sq",) if hp.amsgrad else ()),
+            active=lambda hp: (
+                ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if hp.amsgrad else ())
+            ),
             decay="option",
         ),  # fmt: skip
         Rule(
@@ -397,8 +407,15 @@ RULES: dict[str, Rule] = {
             nadam,
             ("exp_avg", "exp_avg_sq"),
             (),
-            ("one_minus_beta1", "beta2", "one_minus_beta2", "bias_correction2",
-             "grad_coef", "avg_coef", "eps"),
+            (
+                "one_minus_beta1",
+                "beta2",
+                "one_minus_beta2",
+                "bias_correction2",
+                "grad_coef",
+                "avg_coef",
+                "eps",
+            ),
             _prepare_nadam,
             active=_all("exp_avg", "exp_avg_sq"),
             decay="option",
@@ -408,8 +425,16 @@ RULES: dict[str, Rule] = {
             radam,
             ("exp_avg", "exp_avg_sq"),
             ("rectify",),
-            ("one_minus_beta1", "beta2", "one_minus_beta2", "bias_correction1", "lr",
-             "bias_correction2_sqrt", "rect", "eps"),
+            (
+                "one_minus_beta1",
+                "beta2",
+                "one_minus_beta2",
+                "bias_correction1",
+                "lr",
+                "bias_correction2_sqrt",
+                "rect",
+                "eps",
+            ),
             _prepare_radam,
             active=_all("exp_avg", "exp_avg_sq"),
             decay="option",

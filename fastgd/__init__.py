@@ -8,7 +8,7 @@
 array([0.9, 0.9, 0.9, 0.9, 0.9], dtype=float32)
 """
 
-from fastgd import config, functional
+from fastgd import config, functional, schedules
 from fastgd.optim import Hyperparameter, Optimizer
 from fastgd.optimizers import (
     OPTIMIZERS,
@@ -48,4 +48,5 @@ __all__ = [
     "config",
     "functional",
     "pack",
+    "schedules",
 ]

@@ -8,7 +8,9 @@
 array([0.9, 0.9, 0.9, 0.9, 0.9], dtype=float32)
 """
 
-from fastgd import config, functional, schedules
+from fastgd import config, functional, gradcheck, problems, schedules
+from fastgd.clip import clip_grad_norm_, clip_grad_value_
+from fastgd.gradcheck import GradCheckResult, check_grad
 from fastgd.optim import Hyperparameter, Optimizer
 from fastgd.optimizers import (
     OPTIMIZERS,
@@ -34,6 +36,7 @@ __all__ = [
     "RULES",
     "SGD",
     "Adadelta",
+    "GradCheckResult",
     "Adagrad",
     "Adam",
     "AdamW",
@@ -45,8 +48,13 @@ __all__ = [
     "Optimizer",
     "RAdam",
     "RMSprop",
+    "check_grad",
+    "clip_grad_norm_",
+    "clip_grad_value_",
     "config",
     "functional",
+    "gradcheck",
     "pack",
+    "problems",
     "schedules",
 ]

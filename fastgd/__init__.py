@@ -10,6 +10,8 @@ array([0.9, 0.9, 0.9, 0.9, 0.9], dtype=float32)
 
 from fastgd import config, functional, gradcheck, problems, schedules
 from fastgd.clip import clip_grad_norm_, clip_grad_value_
+from fastgd.comparison import compare
+from fastgd.driver import minimize, scipy_method
 from fastgd.gradcheck import GradCheckResult, check_grad
 from fastgd.optim import Hyperparameter, Optimizer
 from fastgd.optimizers import (
@@ -51,10 +53,13 @@ __all__ = [
     "check_grad",
     "clip_grad_norm_",
     "clip_grad_value_",
+    "compare",
     "config",
     "functional",
     "gradcheck",
+    "minimize",
     "pack",
     "problems",
     "schedules",
+    "scipy_method",
 ]

@@ -67,7 +67,7 @@ class SGD(Optimizer):
         p   = p - lr * d
 
     Full-batch, stochastic and mini-batch gradient descent are all this rule;
-    they differ in the gradient passed to :meth:`step` (see ``fastgd.minimize``).
+    they differ in the gradient passed to :meth:`step` (see :func:`fastgd.minimize`).
     optax's ``sgd`` is the same with ``dampening=0``.
 
     Parameters

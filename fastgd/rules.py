@@ -139,8 +139,8 @@ def adam(
     exp_avg_sq = beta2 * exp_avg_sq + one_minus_beta2 * (g * g)
     second = exp_avg_sq
     if amsgrad:
-        # NaN-propagating max, like torch.maximum
-        if not (max_exp_avg_sq >= exp_avg_sq):
+        # NaN-propagating max, like torch.maximum: NaN if either side is NaN
+        if max_exp_avg_sq == max_exp_avg_sq and not (max_exp_avg_sq >= exp_avg_sq):
             max_exp_avg_sq = exp_avg_sq
         second = max_exp_avg_sq
     denom = math.sqrt(second) / bias_correction2_sqrt + eps
@@ -151,7 +151,7 @@ def adamax(p, g, exp_avg, exp_inf, one_minus_beta1, beta2, clr, eps):
     exp_avg = exp_avg + one_minus_beta1 * (g - exp_avg)
     candidate = abs(g) + eps
     exp_inf = beta2 * exp_inf
-    if not (exp_inf >= candidate):  # NaN-propagating max
+    if exp_inf == exp_inf and not (exp_inf >= candidate):  # NaN-propagating max
         exp_inf = candidate
     return p - clr * (exp_avg / exp_inf), exp_avg, exp_inf
 

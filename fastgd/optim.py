@@ -249,7 +249,16 @@ class Optimizer:
             return self._step_device(grad, stream)
         if stream is not None:
             raise TypeError("stream= applies to CUDA arrays only; params is a host array")
-        g = _checks.check_grad(grad, self.params)
+        if (  # the common case, checked inline: this path is the per-step overhead
+            type(grad) is np.ndarray
+            and grad.ndim == 1
+            and grad.dtype is self._dtype
+            and grad.shape == self._shape
+            and grad.flags.c_contiguous
+        ):
+            g = grad
+        else:
+            g = _checks.check_grad(grad, self.params)
         plan = self._plan or self._make_plan()
         t = self.steps + 1
         host = self._host.copy()

@@ -1,0 +1,199 @@
+"""The asv benchmark suite (``benchmarks/``, ``asv.conf.json``) runs and covers the registry.
+
+Each benchmark's setup and body is called directly, once, at the smallest
+size; nothing here times anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastgd
+from fastgd import backends, bench, config
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `benchmarks` is a package at the repository root
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import ceiling, common, compilation, memory, minimize, step  # noqa: E402
+
+MODULES = (ceiling, compilation, memory, minimize, step)
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+TWO_RULES = ["sgd", "adam"]
+
+#: Every benchmark the suite must have, by method name.
+EXPECTED = {
+    "time_step", "track_fraction_of_ceiling", "track_gbps", "track_speedup_vs_torch",
+    "time_compile", "peakmem_step", "peakmem_arrays", "track_step_allocated_bytes",
+    "time_minimize", "time_step_cuda",
+}  # fmt: skip
+
+
+def _benchmark_classes():
+    for module in MODULES:
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and hasattr(cls, "params"):
+                yield cls
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """The N = 1e7 benchmarks at N = 1,000, with few steps per sample."""
+    monkeypatch.setattr(common, "LARGE_N", 1_000)
+    monkeypatch.setattr(bench, "SMALL_N_MIN_STEPS", 10)
+
+
+def test_every_benchmark_is_there():
+    names = {
+        name for cls in _benchmark_classes() for name in vars(cls) if name.split("_")[0] in
+        ("time", "track", "peakmem")
+    }  # fmt: skip
+    assert names == EXPECTED
+
+
+def test_parameters_cover_the_registry():
+    rules = list(fastgd.OPTIMIZERS)
+    for cls in _benchmark_classes():
+        assert len(cls.params) == len(cls.param_names), cls
+        if "rule" not in cls.param_names:
+            assert cls is minimize.Minimize  # over the problems and methods of fastgd compare
+            continue
+        values = cls.params[cls.param_names.index("rule")]
+        if cls is ceiling.TorchSpeedup:
+            assert values == [r for r in rules if r in bench.TORCH_OPTIMIZERS]
+        else:
+            assert values == rules, cls
+    assert step.TimeStep.params[1:] == (
+        ["serial", "parallel"], [10**3, 10**5, 10**7], ["float32", "float64"]
+    )  # fmt: skip
+
+
+def test_asv_discovers_the_suite():
+    discovery = pytest.importorskip("asv_runner.discovery")
+    found = {
+        b.name.rsplit(".", 1)[-1]: b for b in discovery.disc_benchmarks(str(ROOT / "benchmarks"))
+    }
+    assert set(found) == EXPECTED
+    assert found["track_fraction_of_ceiling"].unit == "fraction"
+    assert found["track_gbps"].unit == "GB/s"
+    assert found["track_step_allocated_bytes"].unit == "bytes"
+
+
+@pytest.mark.parametrize("rule", TWO_RULES)
+@pytest.mark.parametrize("backend", ["serial", "parallel"])
+def test_time_step(rule, backend):
+    b = step.TimeStep()
+    b.setup(rule, backend, 1_000, "float32")
+    before = b.opt.params.copy()
+    b.time_step(rule, backend, 1_000, "float32")
+    assert not np.array_equal(before, b.opt.params)
+    assert b.opt.backend == backend and b.number == 1_000
+    b.setup(rule, backend, 1_000, "float32")  # asv re-runs setup: same objects
+    assert common._once[(rule, backend, 1_000, "float32")][0] is b.opt
+
+
+def test_time_step_cuda_skips_without_gpu():
+    b = step.TimeStepCuda()
+    try:
+        b.setup("adam", 10**5, "float32")
+    except NotImplementedError:
+        return
+    b.time_step_cuda("adam", 10**5, "float32")  # pragma: no cover - with a GPU
+
+
+@pytest.mark.parametrize("rule", TWO_RULES)
+def test_ceiling(rule, small):
+    b = ceiling.Ceiling()
+    b.setup(rule)
+    assert 0 < b.track_fraction_of_ceiling(rule) < 10
+    assert b.track_gbps(rule) > 0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+def test_speedup_vs_torch(small):
+    b = ceiling.TorchSpeedup()
+    b.setup("adam")
+    assert b.track_speedup_vs_torch("adam") > 0
+    assert "lion" not in ceiling.TorchSpeedup.params[0]
+
+
+def test_compile_restores_the_caches():
+    saved = (config.CACHE, backends._cache_dir, backends._modules, backends._entries)
+    b = compilation.Compile()
+    b.setup("adam", "serial")
+    try:
+        assert config.CACHE is False and backends._entries == {}
+        b.time_compile("adam", "serial")
+        assert len(backends._entries) == 1
+        directory = backends._cache_dir
+        assert Path(directory).name.startswith("fastgd-kernels-")
+    finally:
+        b.teardown("adam", "serial")
+    assert not Path(directory).exists()
+    assert (config.CACHE, backends._cache_dir, backends._modules, backends._entries) == saved
+    assert backends._entries is saved[3]
+
+
+@pytest.mark.parametrize("rule", TWO_RULES)
+def test_memory(rule, small):
+    b = memory.PeakMemory()
+    b.setup(rule)
+    assert b.opt.state == {}
+    b.peakmem_step(rule)
+    b.peakmem_arrays(rule)
+    assert [a.nbytes for a in b.state] == [a.nbytes for a in b.opt.state.values()]
+    assert b.n_states == 1 + (rule == "adam")
+
+
+@pytest.mark.parametrize("rule", TWO_RULES)
+def test_step_allocates_nothing(rule):
+    b = memory.Allocations()
+    b.setup(rule)
+    assert b.track_step_allocated_bytes(rule) == 0
+
+
+def test_allocation_track_sees_a_temporary():
+    class Wasteful:
+        def step(self, grad):
+            grad * 2.0
+
+    small, large = np.ones(1_000, np.float32), np.ones(10**6, np.float32)
+    extra = memory.traced_peak(Wasteful(), large) - memory.traced_peak(Wasteful(), small)
+    assert extra >= large.nbytes - small.nbytes
+
+
+def test_minimize():
+    b = minimize.Minimize()
+    b.setup("rosenbrock", "adam")
+    b.time_minimize("rosenbrock", "adam")
+    assert b.options["maxiter"] == minimize.DEFAULT_ITERATIONS and b.options["gtol"] == 0
+    assert minimize.PROBLEMS == ["rosenbrock", "quadratic", "logistic", "large"]
+
+
+def test_missing_rule_is_skipped():
+    with pytest.raises(NotImplementedError):
+        step.TimeStep().setup("no-such-rule", "serial", 1_000, "float32")
+
+
+def test_asv_conf_uses_ignored_directories():
+    conf = json.loads((ROOT / "asv.conf.json").read_text())
+    assert conf["benchmark_dir"] == "benchmarks" and conf["branches"] == ["main"]
+    assert conf["environment_type"] == "virtualenv"
+    assert set(conf["matrix"]["req"]) >= {"numpy", "numba", "scipy"}
+    outputs = [conf[key] for key in ("results_dir", "html_dir", "env_dir")]
+    assert all(path.startswith(".asv/") for path in outputs)
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    probes = [f"{path}/probe" for path in outputs]
+    done = subprocess.run(
+        ["git", "check-ignore", *probes], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.stdout.split() == probes

@@ -1,0 +1,212 @@
+"""Correctness of ``fastgd bench`` and :mod:`fastgd.bench` (never its speed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+
+import fastgd
+from fastgd import bench, cli
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+N = 1_000
+FAST = dict(min_time=1e-3)  # tiny samples: these tests check numbers, not speed
+
+ROW_KEYS = {
+    "rule", "n", "dtype", "backend", "requested_backend", "hyperparameters", "n_states",
+    "bytes_per_step", "time_s", "us_per_step", "gb_per_s", "ceiling_time_s",
+    "ceiling_fraction", "torch_impl", "torch_time_s", "x_torch", "repeat",
+    "steps_per_sample", "samples_s",
+}  # fmt: skip
+
+
+def _positive(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(autouse=True)
+def _few_steps(monkeypatch):
+    monkeypatch.setattr(bench, "SMALL_N_MIN_STEPS", 10)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_measure_rule_row(name):
+    row = bench.measure_rule(name, N, "float32", "auto", repeat=2, with_torch=False, **FAST)
+    assert set(row) == ROW_KEYS
+    assert row["rule"] == name and row["n"] == N and row["dtype"] == "float32"
+    assert row["backend"] in ("serial", "parallel")
+    for key in ("time_s", "us_per_step", "gb_per_s", "ceiling_time_s", "ceiling_fraction"):
+        assert _positive(row[key]), key
+    assert row["torch_impl"] is row["torch_time_s"] is row["x_torch"] is None
+    assert set(row["samples_s"]) == {"fastgd", "ceiling"}
+    assert all(len(s) == 2 and all(map(_positive, s)) for s in row["samples_s"].values())
+    assert row["gb_per_s"] == pytest.approx(row["bytes_per_step"] / row["time_s"] / 1e9)
+
+
+def test_sgd_is_benchmarked_with_momentum():
+    row = bench.measure_rule("sgd", N, repeat=1, with_torch=False, **FAST)
+    assert row["hyperparameters"]["momentum"] == 0.9
+    assert row["n_states"] == 1
+
+
+@pytest.mark.parametrize(
+    "name, hyperparameters, k",
+    [("adam", {}, 2), ("adam", {"amsgrad": True}, 3), ("sgd", {"momentum": 0.0}, 0)],
+)
+def test_bytes_moved(name, hyperparameters, k):
+    opt = fastgd.OPTIMIZERS[name](np.ones(N, np.float32), **hyperparameters)
+    opt.step(np.ones(N, np.float32))
+    assert len(opt.state) == k
+    # params read+write, grad read, each state read+write
+    assert bench.bytes_per_step(N, "float32", k) == 4 * N * (3 + 2 * k)
+    assert bench.bytes_per_step(N, "float64", k) == 8 * N * (3 + 2 * k)
+    row = bench.measure_rule(
+        name, N, repeat=1, with_torch=False, hyperparameters=hyperparameters, **FAST
+    )
+    assert row["n_states"] == k
+    assert row["bytes_per_step"] == 4 * N * (3 + 2 * k)
+
+
+def test_random_arrays_have_no_zeros():
+    arrays = bench.random_arrays(10_000, "float64", 3)
+    assert all(a.dtype == np.float64 and np.all(np.abs(a) >= 0.1) for a in arrays)
+
+
+@pytest.mark.parametrize("backend", ["serial", "parallel"])
+def test_ceiling_time(backend):
+    assert _positive(bench.ceiling_time(2, N, "float32", backend, repeat=1, min_time=1e-3))
+
+
+def test_ceiling_step_moves_the_arrays():
+    p, g, s = bench.random_arrays(N, "float32", 3)
+    before = p.copy(), s.copy()
+    step = bench.ceiling_step(1, N, "float32", "serial", arrays=[p, g, s])  # runs once
+    step()
+    np.testing.assert_allclose(p, before[0] + 2 * g, atol=1e-6)
+    np.testing.assert_allclose(s, before[1] + 2 * g, atol=1e-6)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_torch_column():
+    row = bench.measure_rule("adam", N, repeat=1, **FAST)
+    assert row["torch_impl"] in ("fused", "foreach", "for-loop")
+    assert _positive(row["torch_time_s"]) and _positive(row["x_torch"])
+    assert "torch" in row["samples_s"]
+    no_equivalent = bench.measure_rule("lion", N, repeat=1, **FAST)
+    assert no_equivalent["x_torch"] is None
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+def test_torch_equivalent_arguments():
+    hp = fastgd.OPTIMIZERS["adamw"](np.ones(3, np.float32)).hyperparameters
+    cls_name, kwargs = bench.torch_equivalent("adamw", hp)
+    assert cls_name == "AdamW" and kwargs["weight_decay"] == hp["weight_decay"]
+    assert "l1" not in kwargs and "decoupled_weight_decay" not in kwargs
+    assert bench.torch_equivalent("momentum", {}) is None
+    assert bench.torch_equivalent("adam", {**hp, "l1": 0.1}) is None
+    result = bench.torch_time("sgd", N, repeat=1, min_time=1e-3)
+    assert _positive(result[0]) and result[1] in ("fused", "foreach", "for-loop")
+
+
+def test_crossover_rows():
+    result = bench.crossover("sgd", [100, N], repeat=1, min_time=1e-3)
+    assert [r["n"] for r in result["rows"]] == [100, N]
+    for row in result["rows"]:
+        for key in ("serial_s", "parallel_s", "auto_s", "auto_ratio", "parallel_ratio"):
+            assert _positive(row[key]), key
+        assert row["auto_backend"] in ("serial", "parallel")
+    assert result["crossover"]["parallel_wins"] in ("never", "always", "above")
+    assert "PARALLEL_MIN_BYTES" in bench.crossover_summary(result)
+
+
+def test_crossover_point_interpolates():
+    rows = [
+        {"n": 100, "parallel_ratio": 4.0},
+        {"n": 10_000, "parallel_ratio": 0.25},
+        {"n": 1_000_000, "parallel_ratio": 0.5},
+    ]
+    point = bench._crossover_point(rows, "float32", 2)
+    assert point["between"] == [100, 10_000] and point["n"] == 1_000
+    assert point["bytes_per_step"] == 28_000
+    rows[1]["parallel_ratio"] = 1.5  # a late serial win moves the crossover up
+    assert bench._crossover_point(rows, "float32", 2)["between"] == [10_000, 1_000_000]
+
+
+def test_format_n():
+    assert [bench.format_n(n) for n in (1_000, 30_000, 316, 12_345)] == [
+        "1e3", "3e4", "316", "12,345",
+    ]  # fmt: skip
+
+
+def _markdown_table(text: str) -> list[list[str]]:
+    """The rows of the one Markdown table in ``text``, checked for well-formedness."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(lines) >= 3
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    assert all(line.endswith("|") for line in lines)
+    assert len({len(r) for r in rows}) == 1
+    assert all(c and set(c) <= set("-:") for c in rows[1])
+    return rows
+
+
+def test_cli_bench_prints_a_table(capsys):
+    argv = ["bench", "--rules", "sgd", "--sizes", "1e3", "--repeat", "1", "--no-torch"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "numba" in out and "float32" in out
+    header = next(line for line in out.splitlines() if line.startswith("rule"))
+    assert header.split()[:3] == ["rule", "N", "backend"]
+    row = next(line for line in out.splitlines() if line.startswith("sgd "))
+    assert row.split()[1] == "1e3" and "x torch" not in header
+    assert "momentum=0.9" in out
+
+
+def test_cli_markdown_and_json(capsys, tmp_path):
+    path = tmp_path / "bench.json"
+    argv = ["bench", "--rules", "adam,lion", "--sizes", "1e3", "--repeat", "1", "--markdown"]
+    assert cli.main([*argv, "--json", str(path)]) == 0
+    rows = _markdown_table(capsys.readouterr().out)
+    assert rows[0] == ["rule", "N", "backend", "us/step", "GB/s", "fraction of ceiling", "x torch"]
+    assert [r[0] for r in rows[2:]] == ["adam", "lion"]
+    data = json.loads(path.read_text())
+    assert data["machine"]["numba_threads"] >= 1
+    others = data["machine"]["others_cpu_fraction"]
+    assert others is None or 0.0 <= others <= 1.0
+    assert [r["rule"] for r in data["rows"]] == ["adam", "lion"]
+    assert all(_positive(r["time_s"]) for r in data["rows"])
+    if HAS_TORCH:
+        assert data["machine"]["torch_threads"] == data["machine"]["numba_threads"]
+        assert rows[2][-1] != "-" and rows[3][-1] == "-"
+
+
+def test_cli_crossover(capsys):
+    argv = ["bench", "--crossover", "--rules", "sgd", "--sizes", "1e2,1e3", "--repeat", "1"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "parallel/serial" in out and "PARALLEL_MIN_BYTES" in out
+
+
+def test_cli_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--rules", "nope"])
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--sizes", "0"])
+    with pytest.raises(SystemExit):
+        cli.main([])
+    assert cli.main(["bench", "--crossover", "--rules", "adam,sgd", "--sizes", "1e2"]) == 2
+
+
+def test_size_ranges():
+    assert cli._sizes("1e2:1e4:2") == [100, 316, 1_000, 3_162, 10_000]
+    assert cli._sizes("1e3, 1e5") == [1_000, 100_000]
+    assert bench.CROSSOVER_SIZES[0] == 100 and bench.CROSSOVER_SIZES[-1] == 10**8
+
+
+def test_startup_child_scripts_run():
+    for source in bench.STARTUP_CHILDREN.values():
+        timings, wall = bench._run_child(source)
+        assert all(_positive(v) for v in timings.values()) and _positive(wall)

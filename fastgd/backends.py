@@ -288,6 +288,12 @@ def ceiling_loops(n_states: int) -> ModuleType:
     return module
 
 
+def traffic_bytes(params_nbytes: int, n_states: int) -> int:
+    """Bytes one in-place step moves: params read and written, grad read, each
+    state read and written: ``params_nbytes * (3 + 2 * n_states)``."""
+    return params_nbytes * (3 + 2 * n_states)
+
+
 def select(n_bytes: int, backend: str) -> str:
     """Resolve ``backend="auto"`` for a CPU step that moves ``n_bytes``."""
     if backend == "auto":

@@ -94,7 +94,7 @@ def bytes_per_step(n: int, dtype, n_states: int) -> int:
         ``itemsize * n * (3 + 2 * n_states)``; 28 bytes per element for
         float32 Adam.
     """
-    return np.dtype(dtype).itemsize * n * (3 + 2 * n_states)
+    return backends.traffic_bytes(np.dtype(dtype).itemsize * n, n_states)
 
 
 def bench_hyperparameters(name: str) -> dict:
@@ -116,14 +116,8 @@ def random_arrays(n: int, dtype, count: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def resolved_backend(opt: fastgd.Optimizer) -> str:
-    """The loop (``"serial"`` or ``"parallel"``) a stepped host optimizer runs."""
-    plan = getattr(opt, "_plan", None)
-    # the optimizer's own choice is the truth; resolve it ourselves only if
-    # its private step plan is not there to ask
-    if getattr(plan, "backend", None) in ("serial", "parallel"):
-        return plan.backend
-    n_bytes = bytes_per_step(opt.params.size, opt.params.dtype, len(opt.state))
-    return backends.select(n_bytes, opt.backend)
+    """The loop (``"serial"`` or ``"parallel"``) a host optimizer runs."""
+    return opt.resolved_backend
 
 
 # -- timing -------------------------------------------------------------------

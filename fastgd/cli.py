@@ -15,7 +15,7 @@ import sys
 
 from fastgd import bench
 
-BACKEND_CHOICES = ("auto", "serial", "parallel")
+BACKEND_CHOICES = ("auto", "serial", "parallel", "cuda")
 
 
 def _sizes(text: str) -> list[int]:
@@ -143,6 +143,8 @@ def _run_bench(args) -> int:
         return 2
     with_torch = not (args.no_torch or args.crossover or args.startup)
     info = bench.machine_info(args.dtype, with_torch=with_torch)
+    if args.backend == "cuda":
+        return _run_bench_cuda(args)
     measure = _crossover if args.crossover else _startup if args.startup else _table
     result, output = measure(args, info)
     bench.finish_info(info)
@@ -155,6 +157,30 @@ def _run_bench(args) -> int:
     return 0
 
 
+def _run_bench_cuda(args) -> int:
+    from fastgd import bench_cuda
+
+    try:
+        device = bench_cuda.device_name()
+    except RuntimeError as e:
+        print(f"fastgd bench --backend cuda: {e}", file=sys.stderr)
+        return 2
+    rows = bench_cuda.run_bench_cuda(
+        args.rules,
+        args.sizes or bench_cuda.DEFAULT_SIZES,
+        args.dtype,
+        args.repeat or 7,
+        with_torch=not args.no_torch,
+    )
+    print(f"GPU: {device}; dtype {args.dtype}; CUDA events, medians of back-to-back steps")
+    print()
+    print(bench_cuda.format_table_cuda(rows, args.markdown))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"device": device, "rows": rows}, f, indent=1)
+    return 0
+
+
 def _names(text: str) -> list[str]:
     """A comma-separated list; ``none`` (or nothing) for an empty one."""
     names = [x.strip() for x in text.split(",") if x.strip()]
@@ -162,9 +188,8 @@ def _names(text: str) -> list[str]:
 
 
 def _add_compare(subparsers) -> None:
-    # the module (fastgd.compare is the function)
-    compare = importlib.import_module("fastgd.comparison")
-
+    # defaults are filled in by _run_compare, so that building the parser (for
+    # every command) does not import fastgd.comparison and scipy.optimize
     p = subparsers.add_parser(
         "compare",
         help="fastgd methods vs SciPy's L-BFGS-B, BFGS, Newton-CG, trust-ncg on test problems",
@@ -178,23 +203,17 @@ def _add_compare(subparsers) -> None:
     p.add_argument(
         "--methods",
         type=_names,
-        default=list(compare.DEFAULT_METHODS),
-        help="comma-separated fastgd methods, or none "
-        f"(default {','.join(compare.DEFAULT_METHODS)})",
+        help="comma-separated fastgd methods, or none (default: sgd,nesterov,adam)",
     )
     p.add_argument(
         "--scipy",
         type=_names,
-        default=list(compare.DEFAULT_SCIPY_METHODS),
-        help="comma-separated SciPy methods, or none "
-        f"(default {','.join(compare.DEFAULT_SCIPY_METHODS)})",
+        help="comma-separated SciPy methods, or none (default: L-BFGS-B,BFGS,Newton-CG,trust-ncg)",
     )
     p.add_argument(
         "--problems",
         type=_names,
-        default=list(compare.DEFAULT_PROBLEMS),
-        help=f"comma-separated, from {','.join(compare.PROBLEM_NAMES)} "
-        f"(default {','.join(compare.DEFAULT_PROBLEMS)})",
+        help="comma-separated problems (default: rosenbrock,quadratic,logistic,large)",
     )
     p.add_argument("--sizes", type=_sizes, help="run every problem at these n (e.g. 100,1000)")
     p.add_argument("--maxiter", type=_positive_int, default=20_000, help="default 20000")
@@ -208,13 +227,16 @@ def _add_compare(subparsers) -> None:
 
 
 def _run_compare(args) -> int:
-    from fastgd.comparison import compare
+    comparison = importlib.import_module("fastgd.comparison")
+
+    def given(value, default):
+        return list(default) if value is None else value
 
     try:
-        compare(
-            args.methods,
-            args.scipy,
-            args.problems,
+        comparison.compare(
+            given(args.methods, comparison.DEFAULT_METHODS),
+            given(args.scipy, comparison.DEFAULT_SCIPY_METHODS),
+            given(args.problems, comparison.DEFAULT_PROBLEMS),
             sizes=args.sizes,
             maxiter=args.maxiter,
             time_limit=args.time_limit or None,

@@ -141,6 +141,12 @@ class Optimizer:
         self.__dict__["backend"] = value
         self._plan = None
 
+    @property
+    def resolved_backend(self) -> str:
+        """The loop the next step runs: ``"serial"``, ``"parallel"`` or ``"cuda"``
+        (what ``backend="auto"`` resolves to for this array and configuration)."""
+        return (self._plan or self._make_plan()).backend
+
     # -- hyperparameters ------------------------------------------------------
 
     @classmethod
@@ -205,7 +211,7 @@ class Optimizer:
         if self._device:
             plan.backend = "cuda"
         else:
-            n_bytes = self._flat_params.nbytes * (2 + 2 * len(plan.active))
+            n_bytes = backends.traffic_bytes(self._flat_params.nbytes, len(plan.active))
             plan.backend = backends.select(n_bytes, self.backend)
         plan.loops = {}
         self.__dict__["_plan"] = plan

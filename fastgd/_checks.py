@@ -82,7 +82,7 @@ def check_grad(g, params: np.ndarray) -> np.ndarray:
 
 
 def _real(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     value = float(value)
     if math.isnan(value):
@@ -90,8 +90,10 @@ def _real(name: str, value) -> float:
     return value
 
 
-def nonnegative(name: str, value) -> float:
+def nonnegative(name: str, value, allow_inf: bool = False) -> float:
     value = _real(name, value)
+    if allow_inf and value == math.inf:
+        return value
     if not 0.0 <= value < math.inf:
         raise ValueError(f"Invalid {name}: {value} (must be finite and >= 0)")
     return value

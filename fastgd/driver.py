@@ -32,9 +32,16 @@ import numba
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from fastgd import _checks
 from fastgd.clip import clip_grad_norm_, clip_grad_value_
 from fastgd.optimizers import OPTIMIZERS, Momentum
 from fastgd.schedules import ReduceLROnPlateau
+
+
+def _nonneg(name: str, value) -> float:
+    """Non-negative, inf allowed (``clip_norm=inf`` means no clipping)."""
+    return _checks.nonnegative(name, value, allow_inf=True)
+
 
 __all__ = ["METHODS", "DEFAULT_OPTIONS", "Status", "minimize", "scipy_method"]
 
@@ -356,13 +363,13 @@ class _Run:
         self.method = _method_name(method)
         hyperparameters, driver = _split_options(self.method, options)
         self.maxiter = _integer("maxiter", driver["maxiter"])
-        self.gtol = _nonnegative("gtol", driver["gtol"])
-        self.ftol = _nonnegative("ftol", driver["ftol"])
+        self.gtol = _nonneg("gtol", driver["gtol"])
+        self.ftol = _nonneg("ftol", driver["ftol"])
         f_target = driver["f_target"]
-        self.f_target = None if f_target is None else _real("f_target", f_target)
+        self.f_target = None if f_target is None else _checks.real("f_target", f_target)
         self.disp = bool(driver["disp"])
-        self.clip_norm = None if clip_norm is None else _nonnegative("clip_norm", clip_norm)
-        self.clip_value = None if clip_value is None else _nonnegative("clip_value", clip_value)
+        self.clip_norm = None if clip_norm is None else _nonneg("clip_norm", clip_norm)
+        self.clip_value = None if clip_value is None else _nonneg("clip_value", clip_value)
         self.callback = _callback(callback)
         self.val_fun = _optional_callable("val_fun", val_fun)
         self.early = _early_stopping(early_stopping)
@@ -772,22 +779,6 @@ def _split_options(method: str, options) -> tuple[dict, dict]:
     return hyperparameters, driver
 
 
-def _real(name: str, value) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
-    return value
-
-
-def _nonnegative(name: str, value) -> float:
-    value = _real(name, value)
-    if value < 0:
-        raise ValueError(f"Invalid {name}: {value} (must be >= 0)")
-    return value
-
-
 def _integer(name: str, value, minimum: int = 0) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
@@ -815,7 +806,7 @@ def _early_stopping(settings) -> dict | None:
         )
     return {
         "patience": _integer("patience", settings["patience"], 1),
-        "min_delta": _nonnegative("min_delta", settings.get("min_delta", 0.0)),
+        "min_delta": _nonneg("min_delta", settings.get("min_delta", 0.0)),
         "restore_best": bool(settings.get("restore_best", True)),
     }
 

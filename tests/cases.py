@@ -181,3 +181,16 @@ def all_case_params():
     import pytest
 
     return [pytest.param(rule, hp, id=f"{rule}-{case_id(hp)}") for rule, hp in ALL_CASES]
+
+
+#: Non-default settings that switch on extra state or branches; a rule not
+#: listed runs with its defaults.
+EXTRA_STATE_CONFIGS: dict[str, dict] = {
+    "sgd": dict(momentum=0.9, nesterov=True, weight_decay=0.01),
+    "momentum": dict(form="ema"),
+    "adagrad": dict(lr_decay=0.01, initial_accumulator_value=0.1),
+    "rmsprop": dict(momentum=0.5, centered=True),
+    "adam": dict(amsgrad=True),
+    "adamw": dict(amsgrad=True),
+    "nadam": dict(decoupled_weight_decay=True, weight_decay=0.01),
+}

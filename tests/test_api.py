@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 import pytest
+from cases import EXTRA_STATE_CONFIGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,17 +23,7 @@ from fastgd import backends, config
 RULE_NAMES = list(fastgd.OPTIMIZERS)
 DTYPES = [np.float32, np.float64]
 
-#: Non-default settings that switch on extra state or branches; a rule not
-#: listed runs with its defaults.
-CONFIGS: dict[str, dict] = {
-    "sgd": dict(momentum=0.9, nesterov=True, weight_decay=0.01),
-    "momentum": dict(form="ema"),
-    "adagrad": dict(lr_decay=0.01, initial_accumulator_value=0.1),
-    "rmsprop": dict(momentum=0.5, centered=True),
-    "adam": dict(amsgrad=True),
-    "adamw": dict(amsgrad=True),
-    "nadam": dict(decoupled_weight_decay=True, weight_decay=0.01),
-}
+CONFIGS = EXTRA_STATE_CONFIGS
 
 #: torch.optim has no class of these names.
 NOT_IN_TORCH = {"Momentum", "Lion"}

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cases import EXTRA_STATE_CONFIGS
 
 import fastgd
 from fastgd import _checks
@@ -25,16 +26,7 @@ from fastgd import functional as F
 RULE_NAMES = list(fastgd.OPTIMIZERS)
 SHAPE = (2, 5)
 
-#: Settings that give each rule extra state (as in test_api.py); others use defaults.
-CONFIGS: dict[str, dict] = {
-    "sgd": dict(momentum=0.9, nesterov=True, weight_decay=0.01),
-    "momentum": dict(form="ema"),
-    "adagrad": dict(lr_decay=0.01, initial_accumulator_value=0.1),
-    "rmsprop": dict(momentum=0.5, centered=True),
-    "adam": dict(amsgrad=True),
-    "adamw": dict(amsgrad=True),
-    "nadam": dict(decoupled_weight_decay=True, weight_decay=0.01),
-}
+CONFIGS = EXTRA_STATE_CONFIGS
 
 
 def make(name: str, params, **overrides) -> fastgd.Optimizer:

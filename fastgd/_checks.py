@@ -54,14 +54,11 @@ def check_params(x, what: str = "params") -> np.ndarray:
 
 
 def check_grad(g, params: np.ndarray) -> np.ndarray:
-    """Validate a gradient against its parameters; return it as a 1-D view."""
-    if (
-        type(g) is np.ndarray
-        and g.dtype is params.dtype
-        and g.shape == params.shape
-        and g.flags.c_contiguous
-    ):
-        return g if g.ndim == 1 else g.ravel()
+    """Validate a gradient against its parameters; return it as a 1-D view.
+
+    ``Optimizer.step`` checks the common case (a 1-D gradient) inline and
+    calls this for everything else.
+    """
     if not isinstance(g, np.ndarray):
         raise TypeError(f"grad must be a NumPy array, got {type(g).__name__}")
     if g.dtype != params.dtype:

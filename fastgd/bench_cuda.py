@@ -154,27 +154,20 @@ def device_name() -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
+#: Columns of the GPU table, for :func:`fastgd.bench.format_table`.
+CUDA_COLUMNS = (
+    ("rule", "rule", str),
+    ("N", "n", bench.format_n),
+    ("backend", "backend", str),
+    ("us/step", "us_per_step", lambda x: f"{x:.1f}"),
+    ("GB/s", "gbps", lambda x: f"{x:.0f}"),
+    ("copy GB/s", "copy_gbps", lambda x: f"{x:.0f}"),
+    ("of copy", "fraction_of_copy", lambda x: f"{x:.2f}"),
+    ("x torch", "x_torch", lambda x: "-" if x is None else f"{x:.2f}"),
+    ("torch impl", "torch_impl", lambda x: "-" if x is None else x),
+)
+
+
 def format_table_cuda(rows: list[dict], markdown: bool = False) -> str:
-    """The GPU rows as fixed-width text or a Markdown table."""
-    head = ["rule", "N", "us/step", "GB/s", "copy GB/s", "of copy", "x torch (impl)"]
-    lines = []
-    for r in rows:
-        torch_col = "-" if r["x_torch"] is None else f"{r['x_torch']:.2f} ({r['torch_impl']})"
-        lines.append(
-            [
-                r["rule"],
-                bench.format_n(r["n"]),
-                f"{r['us_per_step']:.1f}",
-                f"{r['gbps']:.0f}",
-                f"{r['copy_gbps']:.0f}",
-                f"{r['fraction_of_copy']:.2f}",
-                torch_col,
-            ]
-        )
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        out += ["| " + " | ".join(cells) + " |" for cells in lines]
-        return "\n".join(out)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head)] + [fmt.format(*c) for c in lines])
+    """The GPU rows as aligned text or a Markdown table."""
+    return bench.format_table(rows, markdown, CUDA_COLUMNS)

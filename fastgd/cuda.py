@@ -21,11 +21,6 @@ from numba import cuda
 
 from fastgd import _checks, backends, config
 
-_SIMULATOR = bool(getattr(getattr(cuda, "config", None), "ENABLE_CUDASIM", 0)) or (
-    type(cuda.device_array).__module__.startswith("numba.cuda.simulator")
-    or cuda.device_array.__module__.startswith("numba.cuda.simulator")
-)
-
 
 def _is_numba_device_array(x) -> bool:
     return type(x).__module__.startswith("numba.cuda")

@@ -50,9 +50,6 @@ def _functional(name: str, cls):
                 flat = cuda.flat_view(arr, s)
                 if flat.size != opt._flat_params.size or np.dtype(flat.dtype) != opt._dtype:
                     raise ValueError(f"state {s!r} must match params in size and dtype")
-                opt.state[s] = arr
-                opt._flat_state[s] = flat
-                continue
             else:
                 _checks.check_params(arr, s)
                 if arr.shape != params.shape or arr.dtype != params.dtype:
@@ -62,9 +59,10 @@ def _functional(name: str, cls):
                     )
                 if any(np.may_share_memory(arr, w) for w in written):
                     raise ValueError(f"state {s!r} overlaps params, grad or another state array")
-            written.append(arr)
+                written.append(arr)
+                flat = arr.reshape(-1)
             opt.state[s] = arr
-            opt._flat_state[s] = arr.reshape(-1)
+            opt._flat_state[s] = flat
         opt.steps = int(step) - 1
         opt._host = dict(host or {})
         opt.step(grad)

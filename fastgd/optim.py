@@ -225,7 +225,7 @@ class Optimizer:
         else:
             dtype = self._dtype.name
             loop = backends.cpu_loop(
-                self.rule, plan.common, flags, plan.active, plan.backend, dtype, True
+                self.rule, plan.common, flags, plan.active, plan.backend, dtype
             )
         plan.loops[flags] = loop
         return loop
@@ -252,38 +252,30 @@ class Optimizer:
             Shape mismatch, or inconsistent hyperparameters.
         """
         if self._device:
-            return self._step_device(grad, stream)
-        if stream is not None:
-            raise TypeError("stream= applies to CUDA arrays only; params is a host array")
-        if (  # the common case, checked inline: this path is the per-step overhead
-            type(grad) is np.ndarray
-            and grad.ndim == 1
-            and grad.dtype is self._dtype
-            and grad.shape == self._shape
-            and grad.flags.c_contiguous
-        ):
-            g = grad
+            from fastgd import cuda as _cuda
+
+            g = _cuda.flat_grad(grad, self._shape, self._dtype)
+            launch = (stream,)
         else:
-            g = _checks.check_grad(grad, self.params)
+            if stream is not None:
+                raise TypeError("stream= applies to CUDA arrays only; params is a host array")
+            if (  # the common case, checked inline: this path is the per-step overhead
+                type(grad) is np.ndarray
+                and grad.ndim == 1
+                and grad.dtype is self._dtype
+                and grad.shape == self._shape
+                and grad.flags.c_contiguous
+            ):
+                g = grad
+            else:
+                g = _checks.check_grad(grad, self.params)
+            launch = ()
         plan = self._plan or self._make_plan()
         t = self.steps + 1
         host = self._host.copy()
         flags, scalars = plan.prepare(plan.hp, t, host)
         loop = plan.loops.get(flags) or self._loop(plan, flags)
-        loop(self._flat_params, g, *plan.states, plan.common_scalars + scalars)
-        self._host = host
-        self.steps = t
-
-    def _step_device(self, grad, stream) -> None:
-        from fastgd import cuda as _cuda
-
-        g = _cuda.flat_grad(grad, self._shape, self._dtype)
-        plan = self._plan or self._make_plan()
-        t = self.steps + 1
-        host = self._host.copy()
-        flags, scalars = plan.prepare(plan.hp, t, host)
-        loop = plan.loops.get(flags) or self._loop(plan, flags)
-        loop(self._flat_params, g, *plan.states, plan.common_scalars + scalars, stream)
+        loop(self._flat_params, g, *plan.states, plan.common_scalars + scalars, *launch)
         self._host = host
         self.steps = t
 

@@ -38,13 +38,34 @@ def check_dtype(dtype, what: str) -> np.dtype:
     return dtype
 
 
-def check_params(x, what: str = "params") -> np.ndarray:
-    """Validate a host parameter (or state) array that will be updated in place."""
+def host_array(x, what: str) -> np.ndarray:
+    """``x`` as a plain ``ndarray`` view of the same memory.
+
+    ndarray subclasses are handled exactly: ``np.matrix``, ``np.memmap`` and
+    the like are updated through a base-class view of their memory (a
+    ``matrix`` would otherwise stay 2-D when flattened). Masked arrays are
+    refused: the mask has no meaning to an optimizer, and using the data
+    under it would apply masked values silently.
+    """
+    if type(x) is np.ndarray:
+        return x
     if not isinstance(x, np.ndarray):
         raise TypeError(
             f"{what} must be a NumPy array (or a CUDA array), got {type(x).__name__}; "
             "fastgd updates it in place, so it cannot convert it for you"
         )
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{what} is a masked array; fastgd does not apply masks: pass "
+            f"{what}.filled(0) (or the data you mean) as a plain ndarray"
+        )
+    return x.view(np.ndarray)
+
+
+def check_params(x, what: str = "params") -> np.ndarray:
+    """Validate a host parameter (or state) array that will be updated in place;
+    return it as a plain ``ndarray`` (see :func:`host_array`)."""
+    x = host_array(x, what)
     check_dtype(x.dtype, what)
     if not x.flags.c_contiguous:
         raise TypeError(f"{what} must be C-contiguous; use np.ascontiguousarray first")
@@ -53,26 +74,57 @@ def check_params(x, what: str = "params") -> np.ndarray:
     return x
 
 
-def check_grad(g, params: np.ndarray) -> np.ndarray:
-    """Validate a gradient against its parameters; return it as a 1-D view.
+def check_grad(g, params: np.ndarray, what: str = "grad") -> np.ndarray:
+    """Validate a gradient against its (plain ndarray) parameters; return it as
+    a 1-D view.
 
-    ``Optimizer.step`` checks the common case (a 1-D gradient) inline and
-    calls this for everything else.
+    ``Optimizer.step`` checks the common case (a 1-D ndarray gradient) inline
+    and calls this for everything else.
     """
     if not isinstance(g, np.ndarray):
-        raise TypeError(f"grad must be a NumPy array, got {type(g).__name__}")
+        raise TypeError(f"{what} must be a NumPy array, got {type(g).__name__}")
+    g = host_array(g, what)
     if g.dtype != params.dtype:
         if g.dtype not in FLOAT_DTYPES:
-            check_dtype(g.dtype, "grad")
+            check_dtype(g.dtype, what)
         raise TypeError(
-            f"grad dtype {g.dtype} differs from params dtype {params.dtype}; "
+            f"{what} dtype {g.dtype} differs from params dtype {params.dtype}; "
             "fastgd never casts silently"
         )
     if g.shape != params.shape:
-        raise ValueError(f"grad shape {g.shape} does not match params shape {params.shape}")
+        raise ValueError(f"{what} shape {g.shape} does not match params shape {params.shape}")
     if not g.flags.c_contiguous:
-        raise TypeError("grad must be C-contiguous; use np.ascontiguousarray first")
+        raise TypeError(f"{what} must be C-contiguous; use np.ascontiguousarray first")
+    check_overlap(g, params, what, "params")
     return g.reshape(-1)
+
+
+def check_overlap(a: np.ndarray, b: np.ndarray, a_name: str, b_name: str) -> None:
+    """Refuse ``a`` and ``b`` (C-contiguous, same shape and dtype) sharing part
+    of their memory. The exact same memory is fine: every loop reads element
+    ``i`` of all its inputs before it writes element ``i``."""
+    if np.may_share_memory(a, b) and not same_memory(a, b):
+        raise ValueError(
+            f"{a_name} and {b_name} overlap in memory without being the same array "
+            f"(e.g. shifted views of one buffer); the in-place update would read "
+            f"elements it has already written. Pass a copy of {a_name}."
+        )
+
+
+def same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """Exactly the same bytes: same start, size and layout."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.nbytes == b.nbytes
+        and a.strides == b.strides
+    )
+
+
+def memory_root(x):
+    """The object that owns ``x``'s memory (the end of its ``.base`` chain)."""
+    while isinstance(x, np.ndarray) and x.base is not None:
+        x = x.base
+    return x
 
 
 # -- hyperparameters ---------------------------------------------------------
@@ -81,10 +133,16 @@ def check_grad(g, params: np.ndarray) -> np.ndarray:
 def _real(name: str, value) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float64, such as 10**400
+        digits = math.floor(abs(int(value)).bit_length() * math.log10(2)) + 1
+        raise ValueError(
+            f"Invalid {name}: an integer of about {digits} digits is beyond float64's range"
+        ) from None
     if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
-    return value
+        raise ValueError(f"{name} must be a real number, not NaN")
+    return value + 0.0  # -0.0 -> 0.0
 
 
 def nonnegative(name: str, value, allow_inf: bool = False) -> float:
@@ -92,7 +150,8 @@ def nonnegative(name: str, value, allow_inf: bool = False) -> float:
     if allow_inf and value == math.inf:
         return value
     if not 0.0 <= value < math.inf:
-        raise ValueError(f"Invalid {name}: {value} (must be finite and >= 0)")
+        bound = ">= 0 (inf allowed)" if allow_inf else "finite and >= 0"
+        raise ValueError(f"Invalid {name}: {value} (must be {bound})")
     return value
 
 

@@ -20,6 +20,7 @@ import gc
 import itertools
 import json
 import math
+import numbers
 import os
 import platform
 import statistics
@@ -118,6 +119,62 @@ def random_arrays(n: int, dtype, count: int, seed: int = 0) -> list[np.ndarray]:
 def resolved_backend(opt: fastgd.Optimizer) -> str:
     """The loop (``"serial"`` or ``"parallel"``) a host optimizer runs."""
     return opt.resolved_backend
+
+
+# -- argument checks: refuse bad arguments before anything is timed ----------------------
+
+
+def _check_rule(name) -> str:
+    if not isinstance(name, str) or name not in fastgd.OPTIMIZERS:
+        raise ValueError(f"unknown rule {name!r}; choose from {', '.join(fastgd.OPTIMIZERS)}")
+    return name
+
+
+def _check_rules(rules) -> list[str]:
+    """``rules`` (None: all of :data:`fastgd.OPTIMIZERS`) as a list of known names."""
+    if rules is None:
+        return list(fastgd.OPTIMIZERS)
+    if isinstance(rules, (str, bytes)):
+        raise TypeError(f"rules must be a sequence of names such as [{rules!r}], not a string")
+    rules = [_check_rule(name) for name in rules]
+    if not rules:
+        raise ValueError("rules is empty; pass None for every rule")
+    return rules
+
+
+def _check_count(arg: str, value) -> int:
+    """``value`` as an int >= 1; ``arg`` names it in errors."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{arg} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{arg} must be >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_sizes(sizes) -> list[int]:
+    if isinstance(sizes, (str, bytes, numbers.Number)):
+        raise TypeError(f"sizes must be a sequence of integers such as [1000], got {sizes!r}")
+    sizes = [_check_count("sizes", n) for n in sizes]
+    if not sizes:
+        raise ValueError("sizes is empty")
+    return sizes
+
+
+def _check_dtype(dtype) -> str:
+    try:
+        name = str(np.dtype(dtype))
+    except TypeError:
+        name = None
+    if name not in ("float32", "float64"):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+    return name
+
+
+def _check_backend(backend) -> str:
+    if backend not in ("auto", "serial", "parallel"):
+        extra = " (GPU: fastgd.bench_cuda.run_bench_cuda)" if backend == "cuda" else ""
+        raise ValueError(f"backend must be 'auto', 'serial' or 'parallel', got {backend!r}{extra}")
+    return backend
 
 
 # -- timing -------------------------------------------------------------------
@@ -431,7 +488,9 @@ def measure_rule(
         ``steps_per_sample`` and ``samples_s`` (seconds per step of every
         sample) by contender.
     """
-    dtype = str(np.dtype(dtype))
+    name, n = _check_rule(name), _check_count("n", n)
+    dtype, backend = _check_dtype(dtype), _check_backend(backend)
+    repeat = _check_count("repeat", repeat)
     params, grad = random_arrays(n, dtype, 2, seed)
     opt = _optimizer(name, params.copy(), backend, hyperparameters)
     for _ in range(3):  # compile (or load) the kernel outside the timing
@@ -486,9 +545,20 @@ def run_bench(
     with_torch: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
-    """:func:`measure_rule` for every rule (default all of :data:`fastgd.OPTIMIZERS`) and size."""
+    """:func:`measure_rule` for every rule (default all of :data:`fastgd.OPTIMIZERS`) and size.
+
+    The arguments are checked before anything runs: unknown rules, an empty
+    ``rules`` or ``sizes``, sizes or ``repeat`` that are not integers >= 1, a
+    dtype other than float32/float64 or a backend other than auto, serial,
+    parallel raise ValueError or TypeError.
+    """
+    rules = _check_rules(rules)
+    sizes = _check_sizes(sizes)
+    dtype = _check_dtype(dtype)
+    backend = _check_backend(backend)
+    repeat = _check_count("repeat", repeat)
     rows = []
-    for name in rules or list(fastgd.OPTIMIZERS):
+    for name in rules:
         for n in sizes:
             if progress:
                 progress(f"{name} N={format_n(n)}")
@@ -527,7 +597,7 @@ def crossover(
     Returns
     -------
     dict
-        ``rows``: per size ``n, bytes_per_step``, ``serial_s, parallel_s,
+        ``rows``: per size (duplicates dropped) ``n, bytes_per_step``, ``serial_s, parallel_s,
         auto_s``, ``auto_backend``, ``auto_ratio`` (auto / min(serial,
         parallel)) and ``parallel_ratio`` (parallel / serial). ``crossover``:
         where parallel starts to win for good (the smallest size from which
@@ -536,10 +606,13 @@ def crossover(
         Also ``rule, dtype, n_states, parallel_min_bytes`` (the current
         :data:`fastgd.config.PARALLEL_MIN_BYTES`).
     """
-    dtype = str(np.dtype(dtype))
+    rule = _check_rule(rule)
+    sizes = sorted(set(_check_sizes(sizes)))
+    dtype = _check_dtype(dtype)
+    repeat = _check_count("repeat", repeat)
     rows = []
     n_states = 0
-    for n in sorted(sizes):
+    for n in sizes:
         if progress:
             progress(f"{rule} N={format_n(n)}")
         params, grad = random_arrays(n, dtype, 2)
@@ -671,6 +744,7 @@ def startup(runs: int = 5, progress: Callable[[str], None] | None = None) -> dic
         and ``wall_median_s``. ``fastgd_own_s``: median fastgd in-process
         total minus median ``import numba``.
     """
+    runs = _check_count("runs", runs)
     for source in STARTUP_CHILDREN.values():
         _run_child(source)
     phases: dict[str, dict[str, list[float]]] = {k: {} for k in STARTUP_CHILDREN}

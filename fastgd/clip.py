@@ -1,8 +1,9 @@
 """Gradient clipping, in place, with torch.nn.utils' semantics.
 
 Each function is one fused pass over the gradient (two for
-:func:`clip_grad_norm_`: the norm, then the scaling), serial below
-:data:`fastgd.config.PARALLEL_MIN_BYTES` of traffic and multi-threaded above.
+:func:`clip_grad_norm_`: the norm, then the scaling), serial or
+multi-threaded as :func:`fastgd.backends.select` decides for
+``backend="auto"`` (the one place that makes that decision).
 
 The multi-threaded loops split the array into a fixed number of chunks
 (:data:`_CHUNKS`), independent of the thread count, and run the serial loop on
@@ -18,7 +19,7 @@ import numbers
 import numba
 import numpy as np
 
-from fastgd import _checks, config
+from fastgd import _checks, backends
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 
@@ -159,30 +160,44 @@ def _clamp_parallel(g, low, high):
 
 
 def _flat_grad(g) -> np.ndarray:
-    """Validate an array clipped in place; return its 1-D view."""
+    """Validate an array clipped in place; return its 1-D plain-ndarray view.
+
+    A C-contiguous, writeable float32/float64 NumPy array; ndarray subclasses
+    other than masked arrays are clipped through a base-class view of their
+    memory (:func:`fastgd._checks.check_params`).
+    """
     if not isinstance(g, np.ndarray):
-        raise TypeError(f"grad must be a NumPy array, got {type(g).__name__}")
-    _checks.check_dtype(g.dtype, "grad")
-    if not g.flags.c_contiguous:
-        raise TypeError("grad must be C-contiguous; use np.ascontiguousarray first")
-    if not g.flags.writeable:
-        raise TypeError("grad is read-only; it is clipped in place")
-    return g.reshape(-1)
+        raise TypeError(
+            f"grad must be a NumPy array (it is clipped in place), got {type(g).__name__}"
+        )
+    return _checks.check_params(g, "grad").view(np.ndarray).reshape(-1)
+
+
+def _number(name: str, value, accepted: str) -> float:
+    """``value`` as a float (inf and NaN included), or a ``ValueError`` naming
+    ``name`` and the ``accepted`` values: bools, non-real values and ints
+    beyond float64's range are refused."""
+    if type(value) is float:
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        bits = abs(int(value)).bit_length()
+        raise ValueError(
+            f"Invalid {name}: an integer of {bits} bits, beyond float64's range "
+            f"(must be {accepted})"
+        ) from None
 
 
 def _bound(name: str, value) -> float:
-    """A nonnegative real number, possibly inf."""
-    if type(value) is not float:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{name} must be a real number, got {value!r}")
-        value = float(value)
+    """A nonnegative real number or inf; ``-0.0`` is read as ``0.0`` (so the
+    signs of the results are torch's)."""
+    value = _number(name, value, "a real number >= 0 or inf")
     if not value >= 0.0:
-        raise ValueError(f"Invalid {name}: {value} (must be >= 0)")
-    return value
-
-
-def _parallel(n_bytes: int) -> bool:
-    return n_bytes >= config.PARALLEL_MIN_BYTES
+        raise ValueError(f"Invalid {name}: {value} (must be >= 0 or inf)")
+    return value + 0.0
 
 
 def clip_grad_norm_(
@@ -210,7 +225,9 @@ def clip_grad_norm_(
     Parameters
     ----------
     g : ndarray
-        C-contiguous, writeable float32 or float64 array of any shape; scaled in place.
+        C-contiguous, writeable float32 or float64 array of any shape; scaled
+        in place. ndarray subclasses are scaled through a plain view of their
+        memory; masked arrays are refused (the mask would be ignored).
     max_norm : float
         The largest norm allowed, ``>= 0`` (``inf`` disables clipping).
     norm_type : float, default 2.0
@@ -227,9 +244,12 @@ def clip_grad_norm_(
     Raises
     ------
     TypeError
-        ``g`` is not a float32/float64 NumPy array, not C-contiguous or read-only.
+        ``g`` is not a float32/float64 NumPy array, is a masked array, is not
+        C-contiguous or is read-only.
     ValueError
-        ``max_norm`` is negative or NaN, or ``norm_type`` is not positive.
+        ``max_norm`` is negative or NaN, ``norm_type`` is not positive, either
+        is not a real number (a bool, a string, an int beyond float64), or
+        ``error_if_nonfinite`` is not a bool.
     RuntimeError
         ``error_if_nonfinite=True`` and the norm is not finite.
 
@@ -263,16 +283,14 @@ def clip_grad_norm_(
     max_norm = _bound("max_norm", max_norm)
     if isinstance(norm_type, str) and norm_type.lower() == "inf":
         norm_type = math.inf
-    p = norm_type
-    if type(p) is not float:
-        if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
-            raise ValueError(f"norm_type must be a positive number or inf, got {p!r}")
-        p = float(p)
+    p = _number("norm_type", norm_type, 'a positive number, inf or "inf"')
     if not p > 0.0:
         raise ValueError(f"Invalid norm_type: {p} (must be > 0 or inf)")
+    error_if_nonfinite = _checks.flag("error_if_nonfinite", error_if_nonfinite)
     kind = _INF if p == math.inf else _L1 if p == 1.0 else _L2 if p == 2.0 else _LP
 
-    norm = _norm_parallel if _parallel(flat.nbytes) else _norm_serial
+    parallel = backends.select(flat.nbytes, "auto") == "parallel"
+    norm = _norm_parallel if parallel else _norm_serial
     total = float(norm(flat, kind, p))
 
     if error_if_nonfinite and not total < _OVERFLOW[flat.dtype.type]:
@@ -281,7 +299,8 @@ def clip_grad_norm_(
             "be clipped. To scale the gradient by the non-finite norm anyway, set "
             "error_if_nonfinite=False"
         )
-    clip = _clip_parallel if _parallel(2 * flat.nbytes) else _clip_serial
+    parallel = backends.select(2 * flat.nbytes, "auto") == "parallel"
+    clip = _clip_parallel if parallel else _clip_serial
     clip(flat, total, max_norm)
     return total
 
@@ -304,9 +323,10 @@ def clip_grad_value_(g: np.ndarray, clip_value: float) -> None:
     Raises
     ------
     TypeError
-        ``g`` is not a float32/float64 NumPy array, not C-contiguous or read-only.
+        ``g`` is not a float32/float64 NumPy array, is a masked array, is not
+        C-contiguous or is read-only.
     ValueError
-        ``clip_value`` is negative or NaN.
+        ``clip_value`` is negative, NaN or not a real number.
 
     Examples
     --------
@@ -318,6 +338,8 @@ def clip_grad_value_(g: np.ndarray, clip_value: float) -> None:
     array([-1. ,  0.5,  nan,  1. ])
     """
     flat = _flat_grad(g)
-    high = flat.dtype.type(_bound("clip_value", clip_value))
-    clamp = _clamp_parallel if _parallel(2 * flat.nbytes) else _clamp_serial
+    with np.errstate(over="ignore"):  # a bound past the dtype's range is inf: no clamping
+        high = flat.dtype.type(_bound("clip_value", clip_value))
+    parallel = backends.select(2 * flat.nbytes, "auto") == "parallel"
+    clamp = _clamp_parallel if parallel else _clamp_serial
     clamp(flat, -high, high)

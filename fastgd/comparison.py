@@ -26,6 +26,7 @@ Hessian and runs only for ``n <= BFGS_MAX_N``.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 import warnings
@@ -47,6 +48,7 @@ __all__ = [
     "format_table",
     "make_problem",
     "plot_comparison",
+    "plot_format",
     "scipy_options",
     "tuned_options",
 ]
@@ -73,6 +75,8 @@ BFGS_MAX_N = 1000
 LARGE_TOL = 1e-3
 #: SciPy methods that need Hessian-vector products.
 _HESSP = {"newton-cg", "trust-ncg", "trust-krylov"}
+#: The smallest ``n`` of problems that need more than one parameter.
+_MIN_N = {"rosenbrock": 2}
 
 #: Adam's learning rate per problem, the fastest to reach ``tol`` of
 #: ``lr`` in {3e-3, 1e-2, 3e-2, 1e-1, 3e-1} at the default sizes.
@@ -294,6 +298,80 @@ def _first(values: np.ndarray, below: float):
     return int(hits[0]) if hits.size else None
 
 
+# -- checks of compare's arguments: each refuses a bad one before anything runs ------------
+
+
+def _names(arg: str, what: str, values, valid: Sequence[str]) -> list[str]:
+    """``values``, names from ``valid`` in any case, spelled as in ``valid``
+    (duplicates dropped); ``arg`` and ``what`` name them in errors."""
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{arg} must be a sequence of names such as [{values!r}], not a string")
+    try:
+        values = list(values)
+    except TypeError:
+        raise TypeError(f"{arg} must be a sequence of names, got {values!r}") from None
+    known = {v.lower(): v for v in valid}
+    unknown = [v for v in values if not isinstance(v, str) or v.lower() not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; choose from {', '.join(valid)}")
+    return list(dict.fromkeys(known[v.lower()] for v in values))
+
+
+def _number(arg: str, value, kind: type, minimum: float):
+    """``value`` as an int (``kind`` Integral) or a float (Real), finite and >= ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
+        noun = "an integer" if kind is numbers.Integral else "a real number"
+        raise TypeError(f"{arg} must be {noun}, got {value!r}")
+    if not minimum <= value < math.inf:
+        raise ValueError(f"{arg} must be finite and >= {minimum}, got {value!r}")
+    return int(value) if kind is numbers.Integral else float(value)
+
+
+def _check_sizes(sizes, problems: Sequence[str]) -> list[int] | None:
+    if sizes is None:
+        return None
+    if isinstance(sizes, (str, bytes, numbers.Number)):
+        raise TypeError(f"sizes must be a sequence of integers such as [100, 1000], got {sizes!r}")
+    sizes = [_number("sizes", n, numbers.Integral, 1) for n in sizes]
+    if not sizes:
+        raise ValueError("sizes is empty; pass None for each problem's default size")
+    for key, minimum in _MIN_N.items():
+        if key in problems and min(sizes) < minimum:
+            raise ValueError(f"sizes: {key} needs n >= {minimum}, got {min(sizes)}")
+    return sizes
+
+
+def _check_method_options(method_options, methods: Sequence[str]) -> dict[str, dict]:
+    if method_options is None:
+        return {}
+    if not isinstance(method_options, dict):
+        raise TypeError(f"method_options must be a dict of dicts, got {method_options!r}")
+    checked = {}
+    for key, options in method_options.items():
+        method = key.lower() if isinstance(key, str) else key
+        if method not in methods:
+            raise ValueError(
+                f"method_options has {key!r}, which is not among the fastgd methods run {methods}"
+            )
+        if not isinstance(options, dict):
+            raise TypeError(f"method_options[{key!r}] must be a dict, got {options!r}")
+        checked[method] = options
+    return checked
+
+
+def _check_plot(plot) -> None:
+    """Refuse a plot path that cannot be written, before the runs rather than after."""
+    if not isinstance(plot, (str, os.PathLike)):
+        raise TypeError(f"plot must be a path or None, got {plot!r}")
+    path = os.fspath(plot)
+    if not path:
+        raise ValueError("plot is empty; pass None for no plot")
+    directory = os.path.dirname(path) or "."
+    if os.path.isdir(path) or not os.path.isdir(directory):
+        raise ValueError(f"plot {path!r}: not a file path in an existing directory")
+    plot_format(path)
+
+
 def compare(
     methods: Sequence[str] = DEFAULT_METHODS,
     scipy_methods: Sequence[str] = DEFAULT_SCIPY_METHODS,
@@ -328,17 +406,21 @@ def compare(
     maxiter : int, default 20000
         Iteration limit of every run.
     time_limit : float or None, default 4.0
-        Seconds per run; the run stops after the iteration that exceeds it
-        (through a callback raising ``StopIteration``).
-    plot : str or None, default "compare.png"
-        Where to write the figure (:func:`plot_comparison`); None for no plot.
-        Skipped with a warning when matplotlib is not installed.
+        Seconds per run, finite and >= 0; the run stops after the iteration
+        that exceeds it (through a callback raising ``StopIteration``), so 0
+        stops every run after one iteration. None: no limit.
+    plot : str, path or None, default "compare.png"
+        Where to write the figure (:func:`plot_comparison`; its directory
+        must exist and its extension be a format matplotlib writes, png
+        without one); None for no plot. Skipped with a warning when
+        matplotlib is not installed, and when there are no runs.
     seed : int, default 0
-        Seed of the problems' data.
+        Seed of the problems' data, >= 0.
     gtol : float, default 1e-5
-        Gradient tolerance of every method that has one.
+        Gradient tolerance of every method that has one, finite and >= 0.
     method_options : dict, optional
-        ``{method: options}`` merged over the tuned options.
+        ``{method: options}`` merged over the tuned options; every key must
+        be one of ``methods``.
     verbose : bool, default True
         Print the table.
     progress : callable, optional
@@ -356,26 +438,38 @@ def compare(
         ``nit + 1`` values; for fastgd the loss where each step's gradient was
         taken, then the final loss) and ``eval_time``/``eval_loss`` (every
         evaluation's timestamp and loss).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument (named in the message), before anything runs:
+        unknown names, a string where a sequence of names belongs, no runs
+        at all, sizes that are not integers >= 1, non-finite or negative
+        numbers, an unwritable plot path.
     """
-    unknown = [m for m in methods if m.lower() not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown fastgd methods {unknown}; choose from {', '.join(METHODS)}")
-    known = {m.lower(): m for m in SCIPY_METHODS}
-    unknown = [m for m in scipy_methods if m.lower() not in known]
-    if unknown:
-        raise ValueError(f"unknown SciPy methods {unknown}; choose from {', '.join(SCIPY_METHODS)}")
-    scipy_methods = [known[m.lower()] for m in scipy_methods]
-    bad = [p for p in problems if p not in PROBLEM_NAMES]
-    if bad:
-        raise ValueError(f"unknown problems {bad}; choose from {', '.join(PROBLEM_NAMES)}")
-    method_options = method_options or {}
+    methods = _names("methods", "fastgd methods", methods, METHODS)
+    scipy_methods = _names("scipy_methods", "SciPy methods", scipy_methods, SCIPY_METHODS)
+    problems = _names("problems", "problems", problems, PROBLEM_NAMES)
+    if not problems or not (methods or scipy_methods):
+        raise ValueError("nothing to run: give at least one problem and one method")
+    sizes = _check_sizes(sizes, problems)
+    maxiter = _number("maxiter", maxiter, numbers.Integral, 1)
+    if time_limit is not None:
+        time_limit = _number("time_limit", time_limit, numbers.Real, 0)
+    seed = _number("seed", seed, numbers.Integral, 0)
+    gtol = _number("gtol", gtol, numbers.Real, 0)
+    method_options = _check_method_options(method_options, methods)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable or None, got {progress!r}")
+    if plot is not None:
+        _check_plot(plot)
     _warm_up_scipy(scipy_methods)
     rows: list[dict] = []
     for key in problems:
         for n in sizes if sizes and key != "line_fit" else [None]:
             problem = make_problem(key, n, seed)
             _ = problem.f_star  # computed (L-BFGS-B for logistic) before any timing
-            runs = [("fastgd", m.lower()) for m in methods]
+            runs = [("fastgd", m) for m in methods]
             runs += [("scipy", m) for m in scipy_methods if m != "BFGS" or problem.n <= BFGS_MAX_N]
             for source, method in runs:
                 if progress is not None:
@@ -391,7 +485,7 @@ def compare(
     if verbose:
         print(format_table(rows))
         print(_blas_note())
-    if plot:
+    if plot is not None and rows:
         plot_comparison(rows, plot)
     return rows
 
@@ -453,21 +547,57 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_comparison(rows: Sequence[dict], path: str) -> str | None:
+def _matplotlib():
+    """matplotlib's ``(Figure, FigureCanvasAgg)``, or None when it is not installed."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    return Figure, FigureCanvasAgg
+
+
+def plot_format(path) -> str:
+    """The image format :func:`plot_comparison` writes ``path`` in.
+
+    The extension of ``path`` (any case), or ``"png"`` without one (the file
+    is written at ``path`` as given). Raises ValueError for an extension
+    matplotlib cannot write; that check needs matplotlib and is skipped
+    without it.
+    """
+    path = os.fspath(path)
+    extension = os.path.splitext(path)[1][1:].lower()
+    classes = _matplotlib()
+    if extension and classes is not None:
+        supported = classes[1].get_supported_filetypes()
+        if extension not in supported:
+            raise ValueError(
+                f"plot {path!r}: matplotlib cannot write {extension!r} files; "
+                f"use one of {', '.join(sorted(supported))}"
+            )
+    return extension or "png"
+
+
+def plot_comparison(rows: Sequence[dict], path) -> str | None:
     """Two panels per problem: ``f - f_star`` against iteration and against wall time.
 
     Log axes (iterations on a symlog axis so that iteration 0 shows); the
     time panel draws the best loss so far at every evaluation. Gaps at or
     below ``1e-16 * max(1, |f_star|)`` (rounding) are drawn at that floor.
-    fastgd methods are solid lines, SciPy's dashed. Returns ``path``, or
-    None when matplotlib is missing (with a warning).
+    fastgd methods are solid lines, SciPy's dashed. The format is
+    :func:`plot_format`'s. Returns ``path``, the file it wrote, or None when
+    matplotlib is missing (with a warning) and nothing was written. Raises
+    ValueError for no rows or an unsupported extension, OSError when the
+    file cannot be written.
     """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
+    if not rows:
+        raise ValueError("rows is empty: nothing to plot")
+    fmt = plot_format(path)
+    classes = _matplotlib()
+    if classes is None:
         warnings.warn("matplotlib is not installed; skipping the plot", stacklevel=2)
         return None
+    Figure, FigureCanvasAgg = classes
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["problem"], r["n"]), []).append(r)
@@ -515,5 +645,5 @@ def plot_comparison(rows: Sequence[dict], path: str) -> str | None:
     fig.suptitle(
         "fastgd (solid) vs SciPy (dashed): loss gap f - f*; dotted line: the problem's tol"
     )
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format=fmt)
     return path

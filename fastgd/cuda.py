@@ -123,11 +123,15 @@ def _stream(stream):
 _sm_count: int | None = None
 
 
-def grid_size(n: int) -> int:
+def grid_size(n: int, threads_per_block: int | None = None) -> int:
     """Blocks for ``n`` elements: enough to cover them, at most
-    ``CUDA_BLOCKS_PER_SM`` per multiprocessor (the kernels stride over the rest)."""
+    ``CUDA_BLOCKS_PER_SM`` per multiprocessor (the kernels stride over the rest).
+
+    ``threads_per_block`` defaults to ``config.CUDA_THREADS_PER_BLOCK``; both
+    settings are read at each call, so assignments apply to the next launch.
+    """
     global _sm_count
-    tpb = config.CUDA_THREADS_PER_BLOCK
+    tpb = config.CUDA_THREADS_PER_BLOCK if threads_per_block is None else threads_per_block
     if _sm_count is None:
         try:
             _sm_count = int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
@@ -152,7 +156,9 @@ def kernel_launcher(opt, plan, flags):
             return
         # scalars already in the array's dtype: no float64 anywhere in the kernel
         c = tuple(cast(x) for x in scalars)
-        kernel[grid_size(n), config.CUDA_THREADS_PER_BLOCK, _stream(stream)](p, g, *arrays, c)
+        # the launch configuration is read at every launch (one read: grid and block agree)
+        tpb = config.CUDA_THREADS_PER_BLOCK
+        kernel[grid_size(n, tpb), tpb, _stream(stream)](p, g, *arrays, c)
 
     return launch
 

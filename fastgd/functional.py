@@ -51,20 +51,24 @@ def _functional(name: str, cls):
                 if flat.size != opt._flat_params.size or np.dtype(flat.dtype) != opt._dtype:
                     raise ValueError(f"state {s!r} must match params in size and dtype")
             else:
-                _checks.check_params(arr, s)
-                if arr.shape != params.shape or arr.dtype != params.dtype:
+                arr = _checks.check_params(arr, s)
+                if arr.shape != opt._shape or arr.dtype != opt._dtype:
                     raise ValueError(
                         f"state {s!r} must match params: got {arr.shape} {arr.dtype}, "
-                        f"expected {params.shape} {params.dtype}"
+                        f"expected {opt._shape} {opt._dtype}"
                     )
                 if any(np.may_share_memory(arr, w) for w in written):
                     raise ValueError(f"state {s!r} overlaps params, grad or another state array")
                 written.append(arr)
                 flat = arr.reshape(-1)
-            opt.state[s] = arr
+            opt._state[s] = arr
             opt._flat_state[s] = flat
-        opt.steps = int(step) - 1
-        opt._host = dict(host or {})
+        if host is None:
+            host = {}
+        elif not isinstance(host, dict):
+            raise TypeError(f"host must be the dict the previous call returned, got {host!r}")
+        opt._host = {k: opt._checked_host(k, v) for k, v in host.items()}
+        opt._steps = int(step) - 1
         opt.step(grad)
         return opt._host
 

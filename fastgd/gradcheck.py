@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,13 +68,64 @@ class GradCheckResult:
         )
 
 
+def _show(value) -> str:
+    """``repr(value)``, short for huge integers (which may not even have a str)."""
+    if isinstance(value, numbers.Integral) and abs(int(value)) > 2**64:
+        return f"an integer of {abs(int(value)).bit_length()} bits"
+    return repr(value)
+
+
+def _positive(name: str, value) -> float:
+    """A finite real number > 0 (not a bool) as a float, or a ``ValueError`` naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real):
+        try:
+            v = float(value)
+        except OverflowError:  # an int beyond float64
+            v = math.inf
+        if 0.0 < v < math.inf:
+            return v
+    raise ValueError(f"{name} must be a positive finite number, got {_show(value)}")
+
+
+def _rng(seed) -> np.random.Generator:
+    """``numpy.random.default_rng(seed)``, or a ``ValueError`` naming ``seed``."""
+    accepted = "None, an integer >= 0 or a numpy.random.Generator"
+    if isinstance(seed, (bool, np.bool_)):
+        raise ValueError(f"seed must be {accepted}, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"seed must be {accepted}, got {_show(seed)} ({e})") from None
+
+
+def _real_array(value, what: str) -> np.ndarray:
+    """``value`` as a plain ndarray of integers or floats (a view where it is one).
+
+    ndarray subclasses are read through a base-class view (exact); masked
+    arrays are refused, since their data under the mask would be used silently.
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{what} is a masked array; check_grad does not apply masks: pass a "
+            "plain array (.filled(...) with the values you mean)"
+        )
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} must be an array of real numbers ({e})") from None
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{what} must be real (integer or float), got dtype {arr.dtype}")
+    return arr if type(arr) is np.ndarray else arr.view(np.ndarray)
+
+
 def _scalar(value, what: str) -> float:
     """A function value as a float, or a clear error."""
-    arr = np.asarray(value)
-    if arr.size != 1 or arr.dtype.kind not in "biuf":
+    arr = None if isinstance(value, np.ma.MaskedArray) else np.asarray(value)
+    if arr is None or arr.size != 1 or arr.dtype.kind not in "iuf":
         raise ValueError(
-            f"{what} must return a real scalar, got {type(value).__name__}"
-            + (f" of shape {arr.shape}" if arr.ndim else "")
+            f"{what} must return a real scalar (an int or a float, not a bool or a "
+            f"masked value), got {type(value).__name__}"
+            + (f" of shape {arr.shape}" if arr is not None and arr.ndim else "")
         )
     return float(arr.reshape(()))
 
@@ -155,10 +207,12 @@ def check_grad(
     Raises
     ------
     ValueError
-        Bad ``eps``, ``n_coords`` or ``floor``; an empty or non-real ``x``; a
-        gradient of the wrong size; ``fun`` not returning a real scalar.
+        Bad ``eps``, ``n_coords``, ``seed`` or ``floor``; an empty, non-finite
+        or non-real (bool, complex, object) ``x``; a non-real gradient or one
+        of the wrong size; ``fun`` not returning a real scalar.
     TypeError
-        ``fun`` or ``jac`` is not callable.
+        ``fun`` or ``jac`` is not callable; ``x`` or the gradient is a masked
+        array (its mask would be ignored).
 
     Examples
     --------
@@ -176,31 +230,28 @@ def check_grad(
         raise TypeError(f"fun must be callable, got {type(fun).__name__}")
     if jac is not True and not callable(jac):
         raise TypeError(f"jac must be callable or True, got {type(jac).__name__}")
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < np.inf:
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-    if floor is not None and (
-        isinstance(floor, bool) or not isinstance(floor, numbers.Real) or not 0 < floor < np.inf
-    ):
-        raise ValueError(f"floor must be a positive finite number, got {floor!r}")
-    x0 = np.asarray(x)
-    if x0.dtype.kind not in "biuf":
-        raise ValueError(f"x must be real, got dtype {x0.dtype}")
+    eps = _positive("eps", eps)
+    if floor is not None:
+        floor = _positive("floor", floor)
+    rng = _rng(seed)
+    x0 = _real_array(x, "x")
     if x0.size == 0:
         raise ValueError("x is empty: there is nothing to check")
     point = np.array(x0, dtype=np.float64, order="C", copy=True)
+    if not np.isfinite(point).all():
+        raise ValueError("x must be finite: a difference quotient at inf or NaN means nothing")
     flat = point.reshape(-1)
     n = flat.size
     if n_coords is None:
         coords = np.arange(n, dtype=np.int64)
     else:
-        if isinstance(n_coords, bool) or not isinstance(n_coords, numbers.Integral):
-            raise ValueError(f"n_coords must be a positive integer, got {n_coords!r}")
+        if isinstance(n_coords, (bool, np.bool_)) or not isinstance(n_coords, numbers.Integral):
+            raise ValueError(f"n_coords must be a positive integer or None, got {n_coords!r}")
         if n_coords < 1:
-            raise ValueError(f"n_coords must be >= 1, got {n_coords}")
+            raise ValueError(f"n_coords must be a positive integer or None, got {n_coords}")
         if n_coords >= n:
             coords = np.arange(n, dtype=np.int64)
         else:
-            rng = np.random.default_rng(seed)
             coords = np.sort(rng.choice(n, size=int(n_coords), replace=False)).astype(np.int64)
 
     if jac is True:
@@ -217,11 +268,9 @@ def check_grad(
         f_x = fun(point)
         grad = jac(point)
     f_x = _scalar(f_x, "fun")
-    grad = np.asarray(grad)
+    grad = _real_array(grad, "the gradient (fun's second result)" if jac is True else "jac(x)")
     if grad.size != n:
         raise ValueError(f"the gradient has {grad.size} entries, x has {n}")
-    if grad.dtype.kind not in "biuf":
-        raise ValueError(f"the gradient must be real, got dtype {grad.dtype}")
     analytic = grad.reshape(-1)[coords].astype(np.float64)
     if floor is None:
         floor = FLOOR * max(1.0, abs(f_x))

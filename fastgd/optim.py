@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import functools
+from types import MappingProxyType, SimpleNamespace
 
 import numpy as np
 
-from fastgd import _checks, backends
+from fastgd import _checks, backends, config
 from fastgd.rules import RULES, Rule
 
 STATE_FORMAT = "fastgd.state_dict/1"
+_STATE_DICT_FIELDS = (
+    "format", "rule", "dtype", "shape", "step", "hyperparameters", "state", "host",
+)  # fmt: skip
 BACKENDS = ("auto", "serial", "parallel", "cuda")
 
 
@@ -25,6 +29,7 @@ class _Plan:
         "states",
         "backend",
         "loops",
+        "generation",
     )
 
 
@@ -96,9 +101,10 @@ class Optimizer:
             from fastgd import cuda as _cuda
 
             flat = _cuda.flat_view(params, "params")
+            array = None
         else:
-            _checks.check_params(params)
-            flat = params.reshape(-1)
+            array = _checks.check_params(params)
+            flat = array.reshape(-1)
         _check_backend(backend)
         if backend == "cuda" and not self._device:
             raise TypeError(
@@ -117,15 +123,49 @@ class Optimizer:
         for name in names:
             setattr(self, name, hyperparameters[name])
         self._check_consistency()
-        self.params = params
+        self._params = params
+        self._array = array  # params as a plain ndarray (host) or None (CUDA)
+        self._root = _checks.memory_root(array)
         self.__dict__["backend"] = backend
         self._flat_params = flat
         self._shape = tuple(params.shape)
         self._dtype = np.dtype(flat.dtype)
-        self.state: dict[str, np.ndarray] = {}
+        self._state: dict[str, np.ndarray] = {}
         self._flat_state: dict[str, np.ndarray] = {}
         self._host: dict[str, float | bool] = {}
-        self.steps = 0
+        self._steps = 0
+
+    def __setattr__(self, name: str, value) -> None:
+        # public attributes are the hyperparameters and ``backend``: a typo
+        # (``opt.learning_rate = ...``) or a structural attribute must not be
+        # accepted and then ignored by the kernel
+        if name[0] != "_" and name not in _settable(type(self)):
+            raise AttributeError(
+                f"{type(self).__name__} has no settable attribute {name!r}; settable: "
+                f"{', '.join(_settable(type(self)))}"
+            )
+        object.__setattr__(self, name, value)
+
+    @property
+    def params(self):
+        """The parameter array passed at construction (read-only attribute: the
+        array is updated in place, and kernels hold its memory)."""
+        return self._params
+
+    @property
+    def steps(self) -> int:
+        """Steps taken (read-only; :meth:`load_state_dict` restores it)."""
+        return self._steps
+
+    @property
+    def state(self) -> MappingProxyType:
+        """The state arrays by torch's names, created at the first step.
+
+        A read-only mapping: the arrays themselves may be modified in place
+        (the kernels read that memory), but entries cannot be replaced or
+        removed; use :meth:`load_state_dict` to install other state.
+        """
+        return MappingProxyType(self._state)
 
     @property
     def backend(self) -> str:
@@ -145,7 +185,10 @@ class Optimizer:
     def resolved_backend(self) -> str:
         """The loop the next step runs: ``"serial"``, ``"parallel"`` or ``"cuda"``
         (what ``backend="auto"`` resolves to for this array and configuration)."""
-        return (self._plan or self._make_plan()).backend
+        plan = self._plan
+        if plan is None or plan.generation != config._generation:
+            plan = self._make_plan()
+        return plan.backend
 
     # -- hyperparameters ------------------------------------------------------
 
@@ -195,7 +238,7 @@ class Optimizer:
                 full = _cuda.full(self._shape, value, self._dtype)
             else:
                 full = np.full(self._shape, value, dtype=self._dtype)
-            self.state[name] = full
+            self._state[name] = full
             arr = self._flat_state[name] = full.reshape(full.size)
         return arr
 
@@ -206,6 +249,7 @@ class Optimizer:
         plan.hp = SimpleNamespace(**self.hyperparameters)
         plan.prepare = self.rule.prepare
         plan.common, plan.common_scalars = self._common()
+        _check_representable(plan.hp, plan.common_scalars, self._dtype)
         plan.active = self.rule.active(self)
         plan.states = tuple(self._state_array(name) for name in plan.active)
         if self._device:
@@ -214,6 +258,7 @@ class Optimizer:
             n_bytes = backends.traffic_bytes(self._flat_params.nbytes, len(plan.active))
             plan.backend = backends.select(n_bytes, self.backend)
         plan.loops = {}
+        plan.generation = config._generation
         self.__dict__["_plan"] = plan
         return plan
 
@@ -266,18 +311,25 @@ class Optimizer:
                 and grad.shape == self._shape
                 and grad.flags.c_contiguous
             ):
+                # a gradient that owns its memory can only overlap params if it is
+                # the array params lives in
+                if grad.base is not None or grad is self._root:
+                    _checks.check_overlap(grad, self._flat_params, "grad", "params")
                 g = grad
             else:
-                g = _checks.check_grad(grad, self.params)
+                g = _checks.check_grad(grad, self._array)
             launch = ()
-        plan = self._plan or self._make_plan()
-        t = self.steps + 1
+        plan = self._plan
+        if plan is None or plan.generation != config._generation:
+            plan = self._make_plan()
+        t = self._steps + 1
         host = self._host.copy()
         flags, scalars = plan.prepare(plan.hp, t, host)
         loop = plan.loops.get(flags) or self._loop(plan, flags)
         loop(self._flat_params, g, *plan.states, plan.common_scalars + scalars, *launch)
-        self._host = host
-        self.steps = t
+        d = self.__dict__  # past __setattr__: this is the per-step path
+        d["_host"] = host
+        d["_steps"] = t
 
     # -- state ------------------------------------------------------------------
 
@@ -296,76 +348,101 @@ class Optimizer:
         if self._device:
             from fastgd import cuda as _cuda
 
-            state = {k: _cuda.to_host(v) for k, v in self.state.items()}
+            state = {k: _cuda.to_host(v) for k, v in self._state.items()}
         else:
-            state = {k: v.copy() for k, v in self.state.items()}
+            state = {k: v.copy() for k, v in self._state.items()}
         return {
             "format": STATE_FORMAT,
             "rule": self.rule.name,
             "dtype": self._dtype.name,
             "shape": self._shape,
-            "step": int(self.steps),
+            "step": self._steps,
             "hyperparameters": self.hyperparameters,
             "state": state,
             "host": dict(self._host),
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a snapshot made by :meth:`state_dict` (validated before any change).
+        """Restore a snapshot made by :meth:`state_dict`.
+
+        Every field is validated before anything changes: on any error the
+        optimizer (parameters, state, step count, host scalars and
+        hyperparameters) is exactly as before the call.
 
         Raises
         ------
         ValueError
-            Wrong format, rule, shape, step, unknown state names or bad
-            hyperparameters.
+            Wrong format, rule, shape or step; unknown or missing fields,
+            state arrays or host scalars; bad hyperparameters.
         TypeError
-            Wrong dtype.
+            Wrong dtype, or a state entry that is not a NumPy array.
         """
         sd = state_dict
         if not isinstance(sd, dict) or sd.get("format") != STATE_FORMAT:
             raise ValueError(f"not a fastgd state dict (expected format {STATE_FORMAT!r})")
-        missing = {"rule", "dtype", "shape", "step", "hyperparameters", "state"} - set(sd)
+        missing = set(_STATE_DICT_FIELDS) - set(sd)
         if missing:
             raise ValueError(f"state dict lacks {sorted(missing)}")
-        if sd["rule"] != self.rule.name:
+        unknown = set(sd) - set(_STATE_DICT_FIELDS)
+        if unknown:
+            raise ValueError(f"state dict has unknown fields {sorted(unknown)}")
+        rule = self.rule
+        if sd["rule"] != rule.name:
             raise ValueError(
-                f"state dict is for rule {sd['rule']!r}, this optimizer is {self.rule.name!r}"
+                f"state dict is for rule {sd['rule']!r}, this optimizer is {rule.name!r}"
             )
         dtype = self._dtype
-        if np.dtype(sd["dtype"]) != dtype:
+        try:
+            sd_dtype = np.dtype(sd["dtype"])
+        except TypeError:
+            raise TypeError(f"state dict 'dtype' {sd['dtype']!r} is not a dtype") from None
+        if sd_dtype != dtype:
             raise TypeError(f"state dict dtype {sd['dtype']} differs from params dtype {dtype}")
-        if tuple(sd["shape"]) != self._shape:
-            raise ValueError(f"state dict shape {tuple(sd['shape'])} != params shape {self._shape}")
+        shape = sd["shape"]
+        if not (
+            isinstance(shape, (tuple, list))
+            and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape)
+            and tuple(shape) == self._shape
+        ):
+            raise ValueError(f"state dict shape {shape!r} != params shape {self._shape}")
         step = sd["step"]
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-            raise ValueError(f"invalid step {step!r}")
-        arrays = {}
-        for name, arr in sd["state"].items():
-            if name not in self.rule.states:
-                raise ValueError(f"unknown state {name!r} for rule {self.rule.name!r}")
-            arr = np.asarray(arr)
-            if arr.dtype != dtype:
-                raise TypeError(f"state {name!r} has dtype {arr.dtype}, expected {dtype}")
-            if arr.shape != self._shape:
-                raise ValueError(f"state {name!r} has shape {arr.shape}, expected {self._shape}")
-            arrays[name] = arr
-        hp = sd["hyperparameters"]
-        unknown = set(hp) - set(self.hyperparameter_names())
-        if unknown:
-            raise ValueError(f"unknown hyperparameters {sorted(unknown)}")
-        values = {n: _find(type(self), n).check(n, v) for n, v in hp.items()}
-        # relations between hyperparameters: try them, and put the old ones back if refused
+        if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
+            raise ValueError(f"invalid step {step!r} (expected an int >= 0)")
+        if step < 0:
+            raise ValueError(f"invalid step {step!r} (expected an int >= 0)")
+        step = int(step)
+        values = self._checked_hyperparameters(sd["hyperparameters"])
+        arrays = self._checked_state(sd["state"])
+        host = sd["host"]
+        if not isinstance(host, dict):
+            raise ValueError(f"state dict 'host' must be a dict, got {type(host).__name__}")
+        host = {name: self._checked_host(name, value) for name, value in host.items()}
+        # relations between hyperparameters and the state they need: try the new
+        # hyperparameters, and put the old ones back whatever happens
         old = self.hyperparameters
         self.__dict__.update(values)
         try:
             self._check_consistency()
-        except ValueError:
+            active = rule.active(self)
+        finally:
             self.__dict__.update(old)
-            raise
+        if step == 0 and (arrays or host):
+            raise ValueError(
+                "state dict has step 0 but holds state "
+                f"{sorted(arrays) + sorted(host)}; state exists only after a step"
+            )
+        if step > 0:
+            lacking = [n for n in (*active, *rule.host) if n not in arrays and n not in host]
+            if lacking:
+                raise ValueError(
+                    f"state dict at step {step} lacks {lacking}, which {rule.name!r} with these "
+                    "hyperparameters keeps; loading it would silently restart that state"
+                )
         # everything is valid: now change the optimizer
-        for name in list(self.state):
+        self.__dict__.update(values)
+        for name in list(self._state):
             if name not in arrays:
-                del self.state[name], self._flat_state[name]
+                del self._state[name], self._flat_state[name]
         for name, arr in arrays.items():
             target = self._state_array(name)  # existing arrays are reused in place
             if self._device:
@@ -374,16 +451,59 @@ class Optimizer:
                 _cuda.copy_to_device(arr, target)
             else:
                 target[...] = arr.reshape(-1)
-        self._host = dict(sd.get("host", {}))
-        self.steps = int(step)
+        self._host = host
+        self._steps = step
         self._plan = None
+
+    def _checked_hyperparameters(self, hp) -> dict:
+        if not isinstance(hp, dict):
+            raise ValueError(
+                f"state dict 'hyperparameters' must be a dict, got {type(hp).__name__}"
+            )
+        names = self.hyperparameter_names()
+        unknown = set(hp) - set(names)
+        if unknown:
+            raise ValueError(f"unknown hyperparameters {sorted(unknown)}")
+        missing = [n for n in names if n not in hp]
+        if missing:
+            raise ValueError(f"state dict lacks hyperparameters {missing}")
+        return {n: _find(type(self), n).check(n, hp[n]) for n in names}
+
+    def _checked_state(self, state) -> dict[str, np.ndarray]:
+        if not isinstance(state, dict):
+            raise ValueError(f"state dict 'state' must be a dict, got {type(state).__name__}")
+        arrays = {}
+        for name, arr in state.items():
+            if name not in self.rule.states:
+                raise ValueError(
+                    f"unknown state {name!r} for rule {self.rule.name!r} "
+                    f"(expected some of {self.rule.states})"
+                )
+            if not isinstance(arr, np.ndarray):
+                raise TypeError(f"state {name!r} must be a NumPy array, got {type(arr).__name__}")
+            arr = _checks.host_array(arr, f"state {name!r}")
+            if arr.dtype != self._dtype:
+                raise TypeError(f"state {name!r} has dtype {arr.dtype}, expected {self._dtype}")
+            if arr.shape != self._shape:
+                raise ValueError(f"state {name!r} has shape {arr.shape}, expected {self._shape}")
+            arrays[name] = arr
+        return arrays
+
+    def _checked_host(self, name, value):
+        check = self.rule.host.get(name)
+        if check is None:
+            raise ValueError(
+                f"unknown host scalar {name!r} for rule {self.rule.name!r} "
+                f"(expected some of {tuple(self.rule.host)})"
+            )
+        return check(name, value)
 
     # -- copies -------------------------------------------------------------------
 
     def __getstate__(self) -> dict:
         # compiled loops and flat views are rebuilt, so copies update their own arrays
         state = self.__dict__.copy()
-        for key in ("_plan", "_flat_params", "_flat_state"):
+        for key in ("_plan", "_flat_params", "_flat_state", "_array", "_root"):
             state.pop(key, None)
         return state
 
@@ -393,11 +513,14 @@ class Optimizer:
         if self._device:
             from fastgd import cuda as _cuda
 
-            self._flat_params = _cuda.flat_view(self.params, "params")
-            self._flat_state = {k: _cuda.flat_view(v, k) for k, v in self.state.items()}
+            self._flat_params = _cuda.flat_view(self._params, "params")
+            self._flat_state = {k: _cuda.flat_view(v, k) for k, v in self._state.items()}
+            self._array = self._root = None
         else:
-            self._flat_params = self.params.reshape(-1)
-            self._flat_state = {k: v.reshape(-1) for k, v in self.state.items()}
+            self._array = _checks.host_array(self._params, "params")
+            self._root = _checks.memory_root(self._array)
+            self._flat_params = self._array.reshape(-1)
+            self._flat_state = {k: v.reshape(-1) for k, v in self._state.items()}
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
@@ -407,9 +530,34 @@ class Optimizer:
         )
 
 
+@functools.cache
+def _settable(cls) -> tuple[str, ...]:
+    """The public attributes of ``cls`` that may be assigned."""
+    return (*cls.hyperparameter_names(), "backend")
+
+
 def _check_backend(backend) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"Invalid backend {backend!r} (expected one of {BACKENDS})")
+
+
+def _check_representable(hp: SimpleNamespace, common_scalars: tuple, dtype: np.dtype) -> None:
+    """Refuse hyperparameters that overflow the parameters' dtype (``lr=1e300``
+    with float32 parameters would silently become inf in the kernel)."""
+    big = float(np.finfo(dtype).max)
+    for name, value in vars(hp).items():
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, float) and abs(v) > big:
+                raise ValueError(
+                    f"Invalid {name}: {value!r} overflows the {dtype} parameters "
+                    f"(largest finite value {big:.4g})"
+                )
+    wd, decay, l1, l1_thresh = common_scalars
+    if not (abs(decay) <= big and abs(l1_thresh) <= big):
+        raise ValueError(
+            f"lr * weight_decay or lr * l1 overflows the {dtype} parameters; "
+            "lower lr, weight_decay or l1"
+        )
 
 
 def _find(cls, name):

@@ -199,6 +199,9 @@ class RMSprop(Optimizer):
         The parameters, updated in place.
     lr : float, default 1e-2
     alpha : float, default 0.99
+        Smoothing constant, in ``[0, 1]`` (torch accepts any ``alpha >= 0``,
+        but ``alpha > 1`` makes the running average of ``g*g`` negative and
+        the step NaN, so fastgd refuses it).
     eps : float, default 1e-8
     weight_decay : float, default 0
         Coupled L2.
@@ -210,7 +213,7 @@ class RMSprop(Optimizer):
 
     rule = RULES["rmsprop"]
     lr = H(c.nonnegative)
-    alpha = H(c.nonnegative)
+    alpha = H(c.closed_unit_interval)
     eps = H(c.nonnegative)
     weight_decay = H(c.nonnegative)
     momentum = H(c.nonnegative)

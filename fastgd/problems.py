@@ -6,8 +6,9 @@ jac=True)``), ``hessp(x, v)`` and, for small ``n``, a dense ``hess(x)``; a
 deterministic start ``x0``; the minimizer ``x_star`` and minimum ``f_star``;
 and a target ``tol`` (a run has converged when ``f(x) - f_star <= tol``).
 The data problems (:class:`LeastSquares`, :class:`LogisticRegression`,
-:class:`SoftmaxRegression`) also take ``idx``, an array of sample indices, to
-evaluate the mean loss over that mini-batch only.
+:class:`SoftmaxRegression`) also take ``idx``, a 1-D integer array of sample
+indices in ``[0, n_samples)`` (repeats allowed; negative indices are refused,
+not wrapped), to evaluate the mean loss over that mini-batch only.
 
 The objectives are plain vectorized NumPy, evaluated in float64 whatever the
 dtype of ``x``; gradients and Hessian-vector products come back in ``x``'s
@@ -24,8 +25,12 @@ fastgd optimizer stepping float32 parameters.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
+
+from fastgd import _checks
+from fastgd.gradcheck import _rng, _show
 
 __all__ = [
     "PROBLEMS",
@@ -119,10 +124,8 @@ class Problem:
 
     def _point(self, x, what: str = "x") -> np.ndarray:
         """``x`` as an array of shape ``(n,)``, float32/float64 kept, else float64."""
-        x = np.asarray(x)
+        x = _real_array(x, what)
         if x.dtype not in (np.float32, np.float64):
-            if x.dtype.kind not in "biuf":
-                raise TypeError(f"{what} must be real, got dtype {x.dtype}")
             x = x.astype(np.float64)
         if x.shape != (self.n,):
             raise ValueError(f"{what} must have shape ({self.n},), got {x.shape}")
@@ -134,6 +137,44 @@ class Problem:
                 f"a dense Hessian of {self.n} x {self.n} is too large "
                 f"(limit {HESS_MAX_N}); use hessp(x, v)"
             )
+
+
+def _real_array(value, what: str) -> np.ndarray:
+    """``value`` as a plain ndarray of integers or floats (no copy where it is one).
+
+    ndarray subclasses are read through a base-class view (``np.matrix``
+    keeps its 2-D shape); masked arrays are refused, since the data under
+    the mask would be used silently.
+
+    Raises
+    ------
+    TypeError
+        A masked array, or a dtype that is not integer or float (bool,
+        complex, object, strings).
+    ValueError
+        Ragged nested sequences.
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{what} is a masked array; the problems do not apply masks: pass a plain "
+            "array (.filled(...) with the values you mean, or the unmasked entries)"
+        )
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what} must be an array of real numbers ({e})") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{what} must be real (integer or float), got dtype {arr.dtype}")
+    return arr if type(arr) is np.ndarray else arr.view(np.ndarray)
+
+
+def _tol(tol) -> float:
+    return _checks.nonnegative("tol", tol)
+
+
+class _SampleIndexError(IndexError, ValueError):
+    """A sample index out of range: an ``IndexError`` (as NumPy indexing
+    raises) that is also a ``ValueError`` (a bad argument)."""
 
 
 def _out(value: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -165,7 +206,7 @@ class Rosenbrock(Problem):
     def __init__(self, n: int = 2, *, tol: float = 1e-6):
         n = _count("n", n, minimum=2)
         self.n = n
-        self.tol = float(tol)
+        self.tol = _tol(tol)
         self._args = dict(n=n)
 
     @property
@@ -248,15 +289,16 @@ class IllConditionedQuadratic(Problem):
 
     def __init__(self, n: int = 1000, condition: float = 1e3, seed=0, *, tol: float = 1e-6):
         n = _count("n", n)
-        condition = float(condition)
-        if not 1.0 <= condition < math.inf:
-            raise ValueError(f"condition must be finite and >= 1, got {condition}")
+        condition = _checks.real("condition", condition)
+        if not 1.0 <= condition:
+            raise ValueError(f"Invalid condition: {condition} (must be finite and >= 1)")
+        rng = _rng(seed)
         self.n = n
         self.condition = condition
-        self.tol = float(tol)
+        self.tol = _tol(tol)
         self._args = dict(n=n, condition=condition, seed=seed)
         self.diag = _readonly(np.logspace(0.0, math.log10(condition), n))
-        self.b = _readonly(np.random.default_rng(seed).standard_normal(n))
+        self.b = _readonly(rng.standard_normal(n))
         self._x_star = None
 
     @property
@@ -306,11 +348,27 @@ class _DataProblem(Problem):
         """``(X, *targets)`` of the mini-batch (all samples for ``None``)."""
         if idx is None:
             return (self.X, *self._targets())
-        idx = np.asarray(idx)
-        if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        if isinstance(idx, np.ma.MaskedArray):
+            raise TypeError(
+                "idx is a masked array; pass the sample indices you mean as a plain array"
+            )
+        try:
+            idx = np.asarray(idx)
+        except (TypeError, ValueError):
+            raise TypeError("idx must be a 1-D array of integer sample indices") from None
+        if idx.ndim != 1:
             raise TypeError("idx must be a 1-D array of integer sample indices")
         if idx.size == 0:
             raise ValueError("idx is empty: the mean loss over no samples is undefined")
+        if idx.dtype.kind not in "iu":
+            raise TypeError(
+                f"idx must be a 1-D array of integer sample indices, got dtype {idx.dtype}"
+            )
+        lo, hi = idx.min(), idx.max()
+        if lo < 0 or hi >= self.n_samples:
+            raise _SampleIndexError(
+                f"idx must hold sample indices in [0, {self.n_samples}), got {lo if lo < 0 else hi}"
+            )
         return (self.X[idx], *(t[idx] for t in self._targets()))
 
     def _targets(self) -> tuple[np.ndarray, ...]:
@@ -346,7 +404,8 @@ class LeastSquares(_DataProblem):
                  seed=0, *, tol: float = 1e-6):  # fmt: skip
         n_samples = _count("n_samples", n_samples)
         n_features = _count("n_features", n_features)
-        rng = np.random.default_rng(seed)
+        noise = _checks.nonnegative("noise", noise)
+        rng = _rng(seed)
         X = rng.standard_normal((n_samples, n_features))
         w_true = rng.standard_normal(n_features)
         y = X @ w_true + noise * rng.standard_normal(n_samples)
@@ -355,13 +414,21 @@ class LeastSquares(_DataProblem):
 
     @classmethod
     def from_data(cls, X, y, *, tol: float = 1e-6) -> LeastSquares:
-        """Least squares on given data: ``X`` (m x d) and ``y`` (m,)."""
-        X = np.array(X, dtype=np.float64)
-        y = np.array(y, dtype=np.float64)
+        """Least squares on given data: ``X`` (m x d) and ``y`` (m,).
+
+        Both are copied to float64; they must be finite, of an integer or
+        float dtype (not bool, complex or object) and not masked.
+        """
+        X = np.array(_real_array(X, "X"), dtype=np.float64)
+        y = np.array(_real_array(y, "y"), dtype=np.float64)
         if X.ndim != 2 or y.shape != (X.shape[0],) or X.size == 0:
             raise ValueError(
                 f"need X of shape (m, d) and y of shape (m,), got {X.shape}, {y.shape}"
             )
+        for name, a in (("X", X), ("y", y)):
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name} must be finite (no NaN or inf)")
+        tol = _tol(tol)
         problem = cls.__new__(cls)
         problem._setup(X, y, tol)
         problem._args = dict(n_samples=X.shape[0], n_features=X.shape[1])
@@ -377,8 +444,12 @@ class LeastSquares(_DataProblem):
         ``seed``; ``X = [t, 1]``.
         """
         n_samples = _count("n_samples", n_samples, minimum=2)
+        slope = _checks.real("slope", slope)
+        intercept = _checks.real("intercept", intercept)
+        noise = _checks.nonnegative("noise", noise)
+        rng = _rng(seed)
         t = np.linspace(0.0, 1.0, n_samples)
-        y = slope * t + intercept + noise * np.random.default_rng(seed).standard_normal(n_samples)
+        y = slope * t + intercept + noise * rng.standard_normal(n_samples)
         problem = cls.from_data(np.column_stack([t, np.ones(n_samples)]), y, tol=tol)
         problem.name = "line_fit"
         problem._args = dict(n_samples=n_samples, slope=slope, intercept=intercept,
@@ -389,7 +460,7 @@ class LeastSquares(_DataProblem):
         self.X = _readonly(X)
         self.y = _readonly(y)
         self.n_samples, self.n = X.shape
-        self.tol = float(tol)
+        self.tol = _tol(tol)
         self._x_star = None
 
     def _targets(self):
@@ -440,9 +511,9 @@ class _Regularized(_DataProblem):
     l2: float
 
     def _check_l2(self, l2) -> float:
-        l2 = float(l2)
-        if not 0.0 < l2 < math.inf:
-            raise ValueError(f"l2 must be > 0 (so the minimum is unique), got {l2}")
+        l2 = _checks.real("l2", l2)
+        if not 0.0 < l2:
+            raise ValueError(f"Invalid l2: {l2} (must be finite and > 0, so the minimum is unique)")
         return l2
 
     def _solve(self):
@@ -506,10 +577,10 @@ class LogisticRegression(_Regularized):
         n_samples = _count("n_samples", n_samples)
         self.n = _count("n_features", n_features)
         self.l2 = self._check_l2(l2)
-        self.tol = float(tol)
+        self.tol = _tol(tol)
         self.n_samples = n_samples
-        self._args = dict(n_samples=n_samples, n_features=n_features, l2=l2, seed=seed)
-        rng = np.random.default_rng(seed)
+        self._args = dict(n_samples=n_samples, n_features=self.n, l2=self.l2, seed=seed)
+        rng = _rng(seed)
         X, w_true = _log_loss_data(rng, n_samples, self.n)
         y = (rng.random(n_samples) < _sigmoid(X @ w_true)).astype(np.float64)
         self.X, self.y = _readonly(X), _readonly(y)
@@ -585,11 +656,11 @@ class SoftmaxRegression(_Regularized):
         self.n_features = n_features
         self.n = n_features * self.n_classes
         self.l2 = self._check_l2(l2)
-        self.tol = float(tol)
+        self.tol = _tol(tol)
         self.n_samples = n_samples
-        self._args = dict(n_samples=n_samples, n_features=n_features, n_classes=n_classes,
-                          l2=l2, seed=seed)  # fmt: skip
-        rng = np.random.default_rng(seed)
+        self._args = dict(n_samples=n_samples, n_features=n_features, n_classes=self.n_classes,
+                          l2=self.l2, seed=seed)  # fmt: skip
+        rng = _rng(seed)
         X, _ = _log_loss_data(rng, n_samples, n_features)
         W_true = rng.standard_normal((n_features, self.n_classes)) * (2.0 / math.sqrt(n_features))
         labels = np.argmax(X @ W_true + rng.gumbel(size=(n_samples, self.n_classes)), axis=1)
@@ -642,8 +713,13 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _count(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    """An int (Python or NumPy, not bool) in ``[minimum, 2**63 - 1]``."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Integral)
+        or not minimum <= value <= 2**63 - 1
+    ):
+        raise ValueError(f"{name} must be an integer in [{minimum}, 2**63 - 1], got {_show(value)}")
     return int(value)
 
 

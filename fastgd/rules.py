@@ -25,6 +25,7 @@ update in place.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -306,6 +307,9 @@ class Rule:
         How ``weight_decay`` enters: ``"coupled"`` (L2 added to the gradient),
         ``"decoupled"`` (``p *= 1 - lr * wd``), ``"option"`` (coupled unless
         ``hp.decoupled_weight_decay``), or ``"none"``.
+    host : dict
+        The host state ``prepare`` keeps between steps: name -> validator
+        ``check(name, value) -> value`` (used to refuse a corrupt state dict).
     """
 
     name: str
@@ -317,6 +321,20 @@ class Rule:
     active: Callable[[Any], tuple[str, ...]] = field(default=lambda hp: ())
     initial: Callable[[Any, str], float] = field(default=lambda hp, name: 0.0)
     decay: str = "coupled"
+    host: dict[str, Callable[[str, Any], Any]] = field(default_factory=dict)
+
+
+def _flag(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"host scalar {name!r} must be True or False, got {value!r}")
+    return value
+
+
+def _product_of_momenta(name, value):
+    # a product of NAdam's mu_t, each in [0, beta1) with beta1 < 1
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"host scalar {name!r} must be a float in [0, 1], got {value!r}")
+    return float(value)
 
 
 def _all(*names):
@@ -334,6 +352,7 @@ RULES: dict[str, Rule] = {
             ("lr", "buf_decay", "buf_gain", "momentum"),
             _prepare_sgd,
             active=lambda hp: ("momentum_buffer",) if hp.momentum != 0 else (),
+            host={"momentum_started": _flag},
         ),
         Rule(
             "momentum",
@@ -422,6 +441,7 @@ RULES: dict[str, Rule] = {
             _prepare_nadam,
             active=_all("exp_avg", "exp_avg_sq"),
             decay="option",
+            host={"mu_product": _product_of_momenta},
         ),  # fmt: skip
         Rule(
             "radam",

@@ -31,8 +31,10 @@ import numbers
 import operator
 from abc import ABC, abstractmethod
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
+
+import numpy as np
 
 from fastgd import _checks as c
 
@@ -55,32 +57,85 @@ __all__ = [
 ]
 
 
+#: The largest integer argument (and step ``t``) accepted: int64's maximum,
+#: far past any real run, and small enough that every float expression of it
+#: stays finite.
+_MAX_INT = 2**63 - 1
+
+
+def _show(value) -> str:
+    """``repr(value)``, short for huge integers (which may not even have a str)."""
+    if isinstance(value, numbers.Integral) and abs(int(value)) > _MAX_INT:
+        return f"an integer of {abs(int(value)).bit_length()} bits"
+    return repr(value)
+
+
 def _integer(name: str, value, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+    """An int (Python or NumPy, not bool) in ``[minimum, 2**63 - 1]``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {_show(value)}")
     value = int(value)
-    if value < minimum:
-        raise ValueError(f"Invalid {name}: {value} (must be >= {minimum})")
+    if not minimum <= value <= _MAX_INT:
+        raise ValueError(
+            f"Invalid {name}: {_show(value)} (must be an integer in [{minimum}, 2**63 - 1])"
+        )
     return value
+
+
+def _integers(name: str, values) -> tuple[int, ...]:
+    """A sequence (any iterable but a string or mapping) of integers >= 0."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise ValueError(f"{name} must be a sequence of integers >= 0, got {_show(values)}")
+    return tuple(_integer(f"{name}[{i}]", m) for i, m in enumerate(values))
 
 
 def _positive(name: str, value) -> float:
     value = c.nonnegative(name, value)
     if value == 0.0:
-        raise ValueError(f"Invalid {name}: {value} (must be > 0)")
+        raise ValueError(f"Invalid {name}: {value} (must be finite and > 0)")
     return value
+
+
+def _times_power(x: float, base: float, k: int) -> float:
+    """``x * base ** k`` for ``x, base >= 0``, as torch's repeated ``x * base``
+    reaches it: ``inf`` once the power leaves the float range (Python's
+    ``float ** int`` raises there), and 0 for ``x == 0``."""
+    try:
+        return x * base**k
+    except OverflowError:
+        return math.inf if x else 0.0
+
+
+def _metric(value) -> float:
+    """A monitored metric as a float (see :meth:`ReduceLROnPlateau.step`)."""
+    if (
+        isinstance(value, (bool, np.bool_, str, bytes, np.ma.MaskedArray))
+        or (isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real))
+        or (isinstance(value, np.ndarray) and (value.ndim or value.dtype.kind not in "iuf"))
+    ):
+        raise TypeError(f"metric must be a real number (or a 0-d real array), got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(
+            f"Invalid metric: {_show(value)} (must be a real number within float64's range)"
+        ) from None
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"metric must be a real number (or a 0-d real array), got {type(value).__name__}"
+        ) from None
 
 
 def _step_index(t) -> int:
     if type(t) is not int:
-        if isinstance(t, bool):
-            raise TypeError("the step t must be an integer, got a bool")
+        if isinstance(t, (bool, np.bool_)):
+            raise TypeError(f"the step t must be an integer >= 0, got {t!r}")
         try:
             t = operator.index(t)  # Python and NumPy integers, not floats
         except TypeError:
-            raise TypeError(f"the step t must be an integer, got {t!r}") from None
-    if t < 0:
-        raise ValueError(f"the step t must be >= 0, got {t}")
+            raise TypeError(f"the step t must be an integer >= 0, got {_show(t)}") from None
+    if not 0 <= t <= _MAX_INT:
+        raise ValueError(f"the step t must be >= 0 and < 2**63, got {_show(t)}")
     return t
 
 
@@ -102,7 +157,7 @@ class Schedule(ABC):
         TypeError
             ``t`` is not an integer (Python or NumPy).
         ValueError
-            ``t`` is negative.
+            ``t`` is negative or at least ``2**63``.
         """
         return self._lr(_step_index(t))
 
@@ -159,7 +214,7 @@ class StepLR(Schedule):
         self._freeze()
 
     def _lr(self, t: int) -> float:
-        return self.lr * self.gamma ** (t // self.step_size)
+        return _times_power(self.lr, self.gamma, t // self.step_size)
 
 
 class MultiStepLR(Schedule):
@@ -186,18 +241,12 @@ class MultiStepLR(Schedule):
 
     def __init__(self, lr: float, milestones: Iterable[int], gamma: float = 0.1) -> None:
         self.lr = c.nonnegative("lr", lr)
-        try:
-            items = list(milestones)
-        except TypeError:
-            raise ValueError(
-                f"milestones must be an iterable of integers, got {milestones!r}"
-            ) from None
-        self.milestones = tuple(sorted(_integer("milestones[i]", m) for m in items))
+        self.milestones = tuple(sorted(_integers("milestones", milestones)))
         self.gamma = c.nonnegative("gamma", gamma)
         self._freeze()
 
     def _lr(self, t: int) -> float:
-        return self.lr * self.gamma ** bisect_right(self.milestones, t)
+        return _times_power(self.lr, self.gamma, bisect_right(self.milestones, t))
 
 
 class ExponentialLR(Schedule):
@@ -226,7 +275,7 @@ class ExponentialLR(Schedule):
         self._freeze()
 
     def _lr(self, t: int) -> float:
-        return self.lr * self.gamma**t
+        return _times_power(self.lr, self.gamma, t)
 
 
 class LinearLR(Schedule):
@@ -425,9 +474,13 @@ class CyclicLR(Schedule):
     mode : {"triangular", "triangular2", "exp_range"}, default "triangular"
         Amplitude scaling policy; ignored when ``scale_fn`` is given.
     gamma : float, default 1.0
-        Base of ``exp_range``'s scaling, >= 0.
+        Base of ``exp_range``'s scaling, >= 0. Above 1 the amplitude grows
+        without bound (as in torch); ``gamma ** t`` past the float range is
+        ``inf``.
     scale_fn : callable, optional
-        Custom scaling ``float -> float`` with values in [0, 1].
+        Custom scaling ``float -> float`` with values in [0, 1]. A value that
+        is not a finite real number, or one that makes the rate negative,
+        raises ``ValueError`` when ``sched(t)`` is evaluated.
     scale_mode : {"cycle", "iterations"}, default "cycle"
         Argument of ``scale_fn``; only used with ``scale_fn`` (the built-in
         modes fix it, as in torch).
@@ -489,14 +542,26 @@ class CyclicLR(Schedule):
         h = x / r if x <= r else (x - 1) / (r - 1)
         arg = cycle if self._by_cycle else t
         if self.scale_fn is not None:
-            scale = self.scale_fn(arg)
+            scale = c.real(f"scale_fn({arg})", self.scale_fn(arg))
         elif self.mode == "triangular":
             scale = 1.0
         elif self.mode == "triangular2":
             scale = 1 / (2.0 ** (arg - 1))
         else:
-            scale = self.gamma**arg
-        return self.base_lr + self._amplitude * h * scale
+            scale = _times_power(1.0, self.gamma, arg)  # inf past the float range
+        height = self._amplitude * h
+        # height == 0 skips the product: 0 * inf would be NaN (same value otherwise)
+        lr = self.base_lr + (height * scale if height else height)
+        if not lr >= 0.0:
+            why = (
+                "scale_fn must return values in [0, 1]"
+                if self.scale_fn is not None
+                else "use gamma <= 1"
+            )
+            raise ValueError(
+                f"CyclicLR gives a negative rate {lr} at t = {t} (scale {scale}); {why}"
+            )
+        return lr
 
 
 class OneCycleLR(Schedule):
@@ -522,8 +587,10 @@ class OneCycleLR(Schedule):
 
     Defined for ``0 <= t <= total_steps``; larger ``t`` raises ``ValueError``
     as torch's ``step()`` does. ``t = total_steps`` extrapolates the last
-    phase one step, as torch does. Bit-identical to torch; its momentum
-    cycling is not part of a learning-rate schedule.
+    phase one step, as torch does: the rate after the last step, never one
+    to train with; with ``anneal_strategy="linear"`` it lies below ``final``
+    and is usually negative (torch's value, kept for parity). Bit-identical
+    to torch; its momentum cycling is not part of a learning-rate schedule.
 
     Parameters
     ----------
@@ -537,9 +604,9 @@ class OneCycleLR(Schedule):
         Fraction of the cycle spent rising, in [0, 1].
     anneal_strategy : {"cos", "linear"}, default "cos"
     div_factor : float, default 25.0
-        ``initial = max_lr / div_factor``, > 0.
+        ``initial = max_lr / div_factor``, > 0 (``initial`` must be finite).
     final_div_factor : float, default 1e4
-        ``final = initial / final_div_factor``, > 0.
+        ``final = initial / final_div_factor``, > 0 (``final`` must be finite).
     three_phase : bool, default False
         Return to ``initial`` symmetrically before annealing to ``final``
         (the original paper) instead of annealing from the peak (fastai).
@@ -571,8 +638,10 @@ class OneCycleLR(Schedule):
         if total_steps is not None:
             self.total_steps = _integer("total_steps", total_steps, 1)
         elif epochs is not None and steps_per_epoch is not None:
-            self.total_steps = _integer("epochs", epochs, 1) * _integer(
-                "steps_per_epoch", steps_per_epoch, 1
+            self.total_steps = _integer(
+                "epochs * steps_per_epoch",
+                _integer("epochs", epochs, 1) * _integer("steps_per_epoch", steps_per_epoch, 1),
+                1,
             )
         else:
             raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
@@ -585,6 +654,16 @@ class OneCycleLR(Schedule):
         n = self.total_steps
         initial = self.max_lr / self.div_factor
         final = initial / self.final_div_factor
+        # an infinite end point makes the anneal inf - inf = NaN
+        if initial == math.inf:
+            raise ValueError(
+                f"Invalid div_factor: {self.div_factor} (max_lr / div_factor must be finite)"
+            )
+        if final == math.inf:
+            raise ValueError(
+                f"Invalid final_div_factor: {self.final_div_factor} "
+                "(max_lr / div_factor / final_div_factor must be finite)"
+            )
         rise_end = float(self.pct_start * n) - 1
         if self.three_phase:
             phases = [
@@ -648,6 +727,8 @@ class SequentialLR(Schedule):
     _fields = ("schedules", "milestones")
 
     def __init__(self, schedules: Sequence[Schedule], milestones: Sequence[int]) -> None:
+        if isinstance(schedules, (str, bytes, Mapping)) or not isinstance(schedules, Iterable):
+            raise ValueError(f"schedules must be a sequence of Schedule objects, got {schedules!r}")
         schedules = tuple(schedules)
         if not schedules:
             raise ValueError("SequentialLR expects at least one schedule, got none")
@@ -657,7 +738,7 @@ class SequentialLR(Schedule):
                 raise ValueError(
                     f"schedules[{i}] must be a fastgd Schedule, got {type(s).__name__}{why}"
                 )
-        milestones = tuple(_integer(f"milestones[{i}]", m) for i, m in enumerate(milestones))
+        milestones = _integers("milestones", milestones)
         if len(milestones) != len(schedules) - 1:
             raise ValueError(
                 f"SequentialLR expects one milestone fewer than schedules, got "
@@ -762,7 +843,7 @@ class WarmupCosine(Schedule):
     def _lr(self, t: int) -> float:
         w, n = self.warmup_steps, self.total_steps
         if t < w:
-            return self.lr * t / w
+            return self.lr * (t / w)  # not (lr * t) / w, which can overflow
         if t >= n:
             return self.eta_min
         eta_min = self.eta_min
@@ -868,9 +949,13 @@ class ReduceLROnPlateau:
     def step(self, metric: float) -> float:
         """Record one value of the monitored metric; return the (possibly reduced) rate.
 
-        ``metric`` is anything ``float()`` accepts (a NumPy scalar, a 0-d tensor).
+        ``metric`` is a real number: a Python or NumPy int or float (not a
+        bool), a 0-d real array, or another object ``float()`` accepts, such as
+        a one-element tensor; strings, complex numbers, masked arrays and
+        arrays of more than one element raise ``TypeError``. NaN and
+        infinities are values (a NaN never improves).
         """
-        current = float(metric)
+        current = _metric(metric)
         self.last_epoch += 1
         if self._is_better(current):
             self.best = current

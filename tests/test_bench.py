@@ -200,6 +200,36 @@ def test_cli_rejects_bad_arguments(capsys):
     assert cli.main(["bench", "--crossover", "--rules", "adam,sgd", "--sizes", "1e2"]) == 2
 
 
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: bench.run_bench("adam", [N]), TypeError, "rules must be a sequence of names"),
+        (lambda: bench.run_bench([], [N]), ValueError, "rules is empty"),
+        (lambda: bench.run_bench(["adam", "nope"], [N]), ValueError, "unknown rule 'nope'"),
+        (lambda: bench.run_bench(None, N), TypeError, "sizes must be a sequence of integers"),
+        (lambda: bench.run_bench(None, []), ValueError, "sizes is empty"),
+        (lambda: bench.run_bench(None, [0]), ValueError, "sizes must be >= 1"),
+        (lambda: bench.run_bench(None, [1e3]), TypeError, "sizes must be an integer"),
+        (lambda: bench.run_bench(None, [N], "float16"), TypeError, "dtype must be float32"),
+        (lambda: bench.run_bench(None, [N], "nonsense"), TypeError, "dtype must be float32"),
+        (lambda: bench.run_bench(None, [N], backend="cuda"), ValueError, "bench_cuda"),
+        (lambda: bench.run_bench(None, [N], repeat=0), ValueError, "repeat must be >= 1"),
+        (lambda: bench.measure_rule("adam", 0), ValueError, "n must be >= 1"),
+        (lambda: bench.crossover("nope", [N]), ValueError, "unknown rule 'nope'"),
+        (lambda: bench.crossover("adam", [N], repeat=True), TypeError, "repeat must be an"),
+        (lambda: bench.startup(0), ValueError, "runs must be >= 1"),
+    ],
+)
+def test_functions_refuse_bad_arguments(call, error, match, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("ran before checking its arguments")
+
+    monkeypatch.setattr(bench, "random_arrays", fail)
+    monkeypatch.setattr(bench, "_run_child", fail)
+    with pytest.raises(error, match=match):
+        call()
+
+
 def test_size_ranges():
     assert cli._sizes("1e2:1e4:2") == [100, 316, 1_000, 3_162, 10_000]
     assert cli._sizes("1e3, 1e5") == [1_000, 100_000]

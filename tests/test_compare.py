@@ -108,6 +108,7 @@ def test_cli_compare(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "rosenbrock" in out and "line_fit" in out and "L-BFGS-B" in out
+    assert f"plot: {plot}" in out
     assert png(plot)
 
 
@@ -117,5 +118,77 @@ def test_cli_compare_no_plot_and_errors(tmp_path, capsys, monkeypatch):
     assert main(argv) == 0
     assert "line_fit" in capsys.readouterr().out
     assert not (tmp_path / "compare.png").exists()
-    assert main(["compare", "--problems", "beale", "--no-plot"]) == 2
+    with pytest.raises(SystemExit) as excinfo:  # refused when parsing, before any run
+        main(["compare", "--problems", "beale", "--no-plot"])
+    assert excinfo.value.code == 2
     assert "unknown problems" in capsys.readouterr().err
+
+
+TINY = dict(methods=("sgd",), scipy_methods=(), problems=("line_fit",), maxiter=2, plot=None,
+            verbose=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        ({"methods": "adam"}, TypeError, "methods must be a sequence of names"),
+        ({"scipy_methods": "BFGS"}, TypeError, "scipy_methods must be a sequence of names"),
+        ({"problems": "line_fit"}, TypeError, "problems must be a sequence of names"),
+        ({"methods": 3}, TypeError, "methods must be a sequence of names"),
+        ({"methods": (None,)}, ValueError, "unknown fastgd methods"),
+        ({"problems": ()}, ValueError, "nothing to run"),
+        ({"methods": (), "scipy_methods": ()}, ValueError, "nothing to run"),
+        ({"sizes": 100}, TypeError, "sizes must be a sequence of integers"),
+        ({"sizes": "100"}, TypeError, "sizes must be a sequence of integers"),
+        ({"sizes": []}, ValueError, "sizes is empty"),
+        ({"sizes": [0]}, ValueError, "sizes must be finite and >= 1"),
+        ({"sizes": [10.0]}, TypeError, "sizes must be an integer"),
+        ({"sizes": [True]}, TypeError, "sizes must be an integer"),
+        ({"sizes": [1], "problems": ("rosenbrock",)}, ValueError, "rosenbrock needs n >= 2"),
+        ({"maxiter": 0}, ValueError, "maxiter must be finite and >= 1"),
+        ({"maxiter": 5.0}, TypeError, "maxiter must be an integer"),
+        ({"time_limit": -1.0}, ValueError, "time_limit must be finite and >= 0"),
+        ({"time_limit": float("nan")}, ValueError, "time_limit must be finite and >= 0"),
+        ({"time_limit": float("inf")}, ValueError, "time_limit must be finite and >= 0"),
+        ({"time_limit": "4"}, TypeError, "time_limit must be a real number"),
+        ({"seed": -1}, ValueError, "seed must be finite and >= 0"),
+        ({"gtol": float("nan")}, ValueError, "gtol must be finite and >= 0"),
+        ({"method_options": {"adam": {}}}, ValueError, "method_options has 'adam'"),
+        ({"method_options": {"sgd": 0.1}}, TypeError, r"method_options\['sgd'\] must be a dict"),
+        ({"method_options": [("sgd", {})]}, TypeError, "method_options must be a dict"),
+        ({"progress": "yes"}, TypeError, "progress must be callable"),
+        ({"plot": ""}, ValueError, "plot is empty"),
+        ({"plot": 1}, TypeError, "plot must be a path or None"),
+        ({"plot": "/nonexistent/dir/c.png"}, ValueError, "not a file path in an existing"),
+    ],
+)
+def test_compare_refuses_bad_arguments(change, error, match, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("ran before checking its arguments")
+
+    monkeypatch.setattr(cmp, "_warm_up_scipy", fail)
+    with pytest.raises(error, match=match):
+        cmp.compare(**{**TINY, **change})
+
+
+def test_compare_names_any_case(tmp_path):
+    rows = cmp.compare(**{**TINY, "methods": ("SGD", "sgd"), "scipy_methods": ("l-bfgs-b",),
+                          "method_options": {"SGD": {"lr": 0.1}}})  # fmt: skip
+    assert [(r["method"], r["source"]) for r in rows] == [("sgd", "fastgd"), ("L-BFGS-B", "scipy")]
+    assert rows[0]["options"]["lr"] == 0.1
+
+
+def test_plot_format_and_path(tmp_path):
+    assert cmp.plot_format("c.PNG") == "png" and cmp.plot_format(tmp_path / "c") == "png"
+    assert cmp.plot_format("c.pdf") == "pdf"
+    with pytest.raises(ValueError, match="nothing to plot"):
+        cmp.plot_comparison([], str(tmp_path / "c.png"))
+    pytest.importorskip("matplotlib")
+    with pytest.raises(ValueError, match="matplotlib cannot write 'xyz' files"):
+        cmp.plot_format("c.xyz")
+    with pytest.raises(ValueError, match="cannot write 'xyz'"):
+        cmp.compare(**{**TINY, "plot": str(tmp_path / "c.xyz")})
+    rows = cmp.compare(**TINY)
+    path = tmp_path / "c"  # no extension: PNG at exactly this path
+    assert cmp.plot_comparison(rows, path) == path
+    assert png(path) and not (tmp_path / "c.png").exists()

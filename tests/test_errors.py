@@ -424,6 +424,40 @@ def _drop(key):
     return edit
 
 
+def _host(key, value=None, drop=False):
+    """Edit the rule's host scalar ``key`` (the first one if None); cases named
+    ``host-scalar-*`` run only for rules that keep host scalars."""
+
+    def edit(name: str, sd: dict) -> dict:
+        key_ = sorted(sd["host"])[0] if key is None else key
+        if drop:
+            del sd["host"][key_]
+        else:
+            sd["host"][key_] = value
+        return sd
+
+    return edit
+
+
+def _drop_first_state(name: str, sd: dict) -> dict:
+    if not sd["state"]:
+        pytest.skip("this configuration keeps no state arrays")
+    del sd["state"][sorted(sd["state"])[0]]
+    return sd
+
+
+def _drop_hyperparameter(name: str, sd: dict) -> dict:
+    del sd["hyperparameters"]["lr"]
+    return sd
+
+
+def _fresh_with_state(name: str, sd: dict) -> dict:
+    if not sd["state"]:
+        pytest.skip("this configuration keeps no state arrays")
+    sd["step"] = 0
+    return sd
+
+
 BAD_STATE_DICTS: list[tuple[str, type[Exception], Callable[[str, dict], Any]]] = [
     ("other-rule", ValueError, _other_rule_state),
     ("other-shape", ValueError, lambda n, sd: make(n, params(shape=(3,))).state_dict()),
@@ -444,13 +478,38 @@ BAD_STATE_DICTS: list[tuple[str, type[Exception], Callable[[str, dict], Any]]] =
     ("step-float", ValueError, _with(("step",), 1.5)),
     ("step-bool", ValueError, _with(("step",), True)),
     ("step-string", ValueError, _with(("step",), "3")),
+    ("step-zero-with-state", ValueError, _fresh_with_state),
+    ("state-missing-array", ValueError, _drop_first_state),
+    ("state-not-a-dict", ValueError, _with(("state",), [])),
+    ("state-list", TypeError, _first_state(lambda a: a.tolist())),
+    ("state-masked", TypeError, _first_state(lambda a: np.ma.masked_array(a))),
+    ("state-object-dtype", TypeError, _first_state(lambda a: a.astype(object))),
+    ("hyperparameters-missing-lr", ValueError, _drop_hyperparameter),
+    ("hyperparameters-not-a-dict", ValueError, _with(("hyperparameters",), None)),
+    ("hyperparameter-lr-huge-int", ValueError, _with(("hyperparameters", "lr"), 10**400)),
+    ("host-missing-field", ValueError, _drop("host")),
+    ("host-not-a-dict", ValueError, _with(("host",), [])),
+    ("host-unknown-scalar", ValueError, _with(("host", "bogus"), 1.0)),
+    ("host-scalar-missing", ValueError, _host(None, drop=True)),
+    ("host-scalar-string", ValueError, _host(None, "0.5")),
+    ("host-scalar-none", ValueError, _host(None, None)),
+    ("host-scalar-nan", ValueError, _host(None, math.nan)),
+    ("unknown-field", ValueError, _with(("extra",), 1)),
+    ("shape-not-a-sequence", ValueError, _with(("shape",), 10)),
+    ("shape-floats", ValueError, _with(("shape",), (2.0, 5.0))),
+    ("dtype-not-a-dtype", TypeError, _with(("dtype",), "no-such-dtype")),
 ]
 
 
-@pytest.mark.parametrize(
-    "error, edit", [c[1:] for c in BAD_STATE_DICTS], ids=[c[0] for c in BAD_STATE_DICTS]
-)
-@pytest.mark.parametrize("name", RULE_NAMES)
+def _bad_state_dict_cases():
+    for case_id, error, edit in BAD_STATE_DICTS:
+        for name in RULE_NAMES:
+            if case_id.startswith("host-scalar") and not fastgd.OPTIMIZERS[name].rule.host:
+                continue
+            yield pytest.param(name, error, edit, id=f"{name}-{case_id}")
+
+
+@pytest.mark.parametrize("name, error, edit", list(_bad_state_dict_cases()))
 def test_load_state_dict_refusal_changes_nothing(name, error, edit):
     opt, twin = stepped(name), stepped(name)
     source = stepped(name, lr=0.5)
@@ -595,7 +654,9 @@ def test_backend_attribute_is_validated():
     assert not np.array_equal(before, x)
 
 
-@pytest.mark.parametrize("key", ["rule", "dtype", "shape", "step", "hyperparameters", "state"])
+@pytest.mark.parametrize(
+    "key", ["rule", "dtype", "shape", "step", "hyperparameters", "state", "host"]
+)
 def test_state_dict_missing_key_is_a_value_error(key):
     x = np.ones(8)
     opt = fastgd.Adam(x)

@@ -1,0 +1,53 @@
+"""The names the driver modules share: the methods, the driver options and
+the result's status codes (re-exported by :mod:`fastgd.driver`)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from fastgd.optimizers import OPTIMIZERS
+
+#: Every ``method`` of :func:`minimize`: the optimizer registry plus ``"nesterov"``.
+METHODS: tuple[str, ...] = (*OPTIMIZERS, "nesterov")
+
+#: The driver options (everything in ``options`` that is not a hyperparameter).
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "maxiter": 1000,
+    "gtol": 1e-5,
+    "ftol": 0.0,
+    "f_target": None,
+    "disp": False,
+}
+
+# options people try that belong elsewhere
+_OPTION_HINTS = {
+    "maximize": "minimize() minimizes; negate fun instead",
+    "l1": "pass l1= as a keyword argument of minimize()",
+    "l1_mode": "pass l1_mode= as a keyword argument of minimize()",
+    "backend": "pass backend= as a keyword argument of minimize()",
+    "tol": "use gtol (or ftol)",
+    "params": "x0 is the parameters",
+}
+
+
+class Status(enum.IntEnum):
+    """``OptimizeResult.status`` of :func:`minimize` (``success`` in brackets)."""
+
+    #: (True) the gradient's inf-norm reached ``gtol``.
+    GTOL = 0
+    #: (False) ``maxiter`` steps taken; SciPy's code for the same.
+    MAXITER = 1
+    #: (True) the relative change of the loss fell to ``ftol``.
+    FTOL = 2
+    #: (True) early stopping: no improvement for ``patience`` checks.
+    EARLY_STOPPING = 3
+    #: (False) the loss or the gradient became NaN or infinite.
+    DIVERGED = 4
+    #: (False) the gradient vanished while the loss is above ``f_target``.
+    VANISHING_GRADIENT = 5
+    #: (False) the callback raised ``StopIteration``; SciPy's code and message.
+    CALLBACK = 99
+
+
+_SUCCESS = {Status.GTOL, Status.FTOL, Status.EARLY_STOPPING}

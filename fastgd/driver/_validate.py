@@ -1,0 +1,219 @@
+"""Checks of :func:`fastgd.driver.minimize`'s arguments (options, ``x0``,
+flags, seed, early stopping, callback) and of what user functions return."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+
+import numpy as np
+from scipy.optimize import OptimizeResult
+
+from fastgd import _checks
+from fastgd.driver._common import _OPTION_HINTS, DEFAULT_OPTIONS, METHODS
+from fastgd.driver._measures import _gradient_measures
+from fastgd.optimizers import OPTIMIZERS
+
+
+def _nonneg(name: str, value) -> float:
+    """Non-negative, inf allowed (``clip_norm=inf`` means no clipping)."""
+    return _checks.nonnegative(name, value, allow_inf=True)
+
+
+def _method_name(method) -> str:
+    if not isinstance(method, str):
+        raise TypeError(
+            f"method must be a str, one of {', '.join(METHODS)}; got {type(method).__name__} "
+            f"{method!r}"
+        )
+    name = method.lower()
+    if name not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return name
+
+
+def _hyperparameter_names(method: str) -> tuple[str, ...]:
+    if method == "nesterov":
+        return ("lr", "momentum")
+    skip = ("params", "maximize", "l1", "l1_mode", "backend")
+    params = inspect.signature(OPTIMIZERS[method]).parameters
+    return tuple(p for p in params if p not in skip)
+
+
+def _split_options(method: str, options) -> tuple[dict, dict]:
+    """``options`` -> (hyperparameters, driver options with defaults)."""
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}")
+    names = _hyperparameter_names(method)
+    unknown = [k for k in options if k not in names and k not in DEFAULT_OPTIONS]
+    if unknown:
+        hints = "".join(f"; {k}: {_OPTION_HINTS[k]}" for k in unknown if k in _OPTION_HINTS)
+        raise ValueError(
+            f"Unknown options {unknown} for method {method!r}{hints}. Method options: "
+            f"{', '.join(names)}; driver options: {', '.join(DEFAULT_OPTIONS)}"
+        )
+    hyperparameters = {k: v for k, v in options.items() if k in names}
+    driver = {k: options.get(k, v) for k, v in DEFAULT_OPTIONS.items()}
+    return hyperparameters, driver
+
+
+def _integer(name: str, value, minimum: int = 0) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"Invalid {name}: {value} (must be >= {minimum})")
+    return int(value)
+
+
+def _optional_callable(name: str, value):
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable, got {type(value).__name__}")
+    return value
+
+
+def _early_stopping(settings) -> dict | None:
+    if settings is None:
+        return None
+    if not isinstance(settings, dict):
+        raise TypeError("early_stopping must be a dict(patience, min_delta, restore_best)")
+    unknown = set(settings) - {"patience", "min_delta", "restore_best"}
+    if unknown or "patience" not in settings:
+        raise ValueError(
+            "early_stopping takes dict(patience, min_delta=0.0, restore_best=True); "
+            f"got {sorted(settings)}"
+        )
+    return {
+        "patience": _integer("patience", settings["patience"], 1),
+        "min_delta": _nonneg("min_delta", settings.get("min_delta", 0.0)),
+        "restore_best": _checks.flag("restore_best", settings.get("restore_best", True)),
+    }
+
+
+def _rng(seed) -> np.random.Generator:
+    """``np.random.default_rng(seed)``, with errors that name ``seed``."""
+    accepted = (
+        "seed must be None, an int >= 0, a sequence of such ints, or a SeedSequence, "
+        "BitGenerator or Generator"
+    )
+    if isinstance(seed, (bool, np.bool_)):  # an int to numpy, but surely a mistake
+        raise TypeError(f"{accepted}; got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{accepted}; got {seed!r} ({e})") from None
+
+
+def _start(x0, dtype) -> np.ndarray:
+    """A validated, C-contiguous copy of ``x0`` in ``dtype`` (float64 by default)."""
+    if dtype is None:
+        dtype = np.dtype(np.float64)
+    else:
+        try:
+            dtype = np.dtype(dtype)
+        except (TypeError, ValueError):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+        _checks.check_dtype(dtype, "dtype")
+    if isinstance(x0, (str, bytes)):
+        raise TypeError(f"x0 must be an array_like of real numbers, got {_describe(x0)}")
+    if isinstance(x0, np.ma.MaskedArray):  # np.asarray would drop the mask silently
+        raise TypeError(
+            "x0 is a masked array; minimize does not apply masks: pass x0.filled(...) "
+            "(or the data you mean) as a plain array"
+        )
+    try:
+        a = np.asarray(x0)
+    except (TypeError, ValueError) as e:  # ragged nested lists, arrays on a GPU
+        raise type(e)(f"x0 must be an array_like of real numbers: {e}") from None
+    if a.dtype.kind not in "fiu":
+        if a.dtype.kind == "c":
+            raise TypeError(f"x0 is complex (dtype {a.dtype}); complex numbers are not supported")
+        raise TypeError(
+            f"x0 must hold real numbers (ints or floats), got an array of dtype {a.dtype}"
+            + (" (None or mixed types?)" if a.dtype.kind == "O" else "")
+        )
+    if a.size == 0:
+        raise ValueError(f"x0 is empty (shape {a.shape}); it needs at least one parameter")
+    with np.errstate(over="ignore"):
+        x = np.array(np.atleast_1d(a), dtype=dtype, order="C", copy=True)
+    flat = x.reshape(-1)
+    if not _gradient_measures(flat, flat, 0.0)[0]:
+        i = int(np.flatnonzero(~np.isfinite(flat))[0])
+        where = i if x.ndim == 1 else tuple(int(k) for k in np.unravel_index(i, x.shape))
+        given = np.atleast_1d(a).reshape(-1)[i]
+        if np.isfinite(given):
+            raise ValueError(
+                f"x0 at index {where} is {given!r}, which overflows {dtype} (to {flat[i]})"
+            )
+        raise ValueError(
+            f"x0 contains NaN/inf (first at index {where}: {flat[i]}); fun cannot be "
+            "evaluated there"
+        )
+    return x
+
+
+def _real_scalar(value) -> float | None:
+    """``value`` as a float if it is one real number (a NumPy scalar, or a 0-d or
+    one-element array of ints or floats, too), else None. Bools, strings and
+    complex numbers are not real numbers here."""
+    if isinstance(value, (bool, np.bool_, str, bytes, complex, np.complexfloating)):
+        return None
+    if isinstance(value, numbers.Real):
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float64
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
+        try:
+            a = np.asarray(value)
+        except Exception:  # e.g. a tensor on a GPU: try float() below
+            a = None
+        if a is not None:
+            if a.size == 1 and a.dtype.kind in "fiu":
+                return float(a.reshape(-1)[0])
+            return None
+    if hasattr(value, "__float__"):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _describe(value) -> str:
+    """What a user's function returned, for error messages."""
+    if value is None:
+        return "None"
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _callback(callback):
+    """``callback`` as ``call(x_view, f, nit)``, following SciPy's two conventions."""
+    if callback is None:
+        return None
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    try:
+        params = set(inspect.signature(callback).parameters)
+    except (TypeError, ValueError):  # builtins without a signature
+        params = set()
+    if params == {"intermediate_result"}:
+
+        def call(x, f, nit):
+            callback(intermediate_result=OptimizeResult(x=x, fun=f, nit=nit))
+
+    else:
+
+        def call(x, f, nit):
+            callback(np.copy(x))
+
+    return call

@@ -1,0 +1,592 @@
+"""Property-based tests (hypothesis) of the optimizer core.
+
+* **Parity**: random rules, hyperparameters, dtypes, shapes (0-d to 3-d, sizes 0
+  and 1 included), step counts and gradients against the float64 NumPy reference
+  of ``tests/reference.py``, with ``tests/test_parity.py``'s tolerances; the
+  serial and parallel loops agree bit for bit on every draw.
+* **State dicts**: a valid round trip continues bit for bit; a randomly
+  corrupted state dict is refused with ``TypeError`` or ``ValueError`` and
+  leaves the optimizer exactly as it was.
+* **Hyperparameters**: random bad values, derived from each class's
+  :class:`fastgd.Hyperparameter` validators, are refused at construction and on
+  assignment with a ``ValueError`` naming the hyperparameter.
+
+Every new combination of compile-time switches is a kernel numba compiles (about
+a second, then cached on disk). So the parity draws take their *switch set*
+(which flags are on, which of ``weight_decay``, ``l1`` and SGD/RMSprop
+``momentum`` are non-zero, the L1 mode, Momentum's form) from the parity cases
+of ``tests/cases.py``, whose kernels ``tests/test_parity.py`` compiles for both
+dtypes and both CPU backends anyway, and draw every value freely inside it.
+The state-dict and hyperparameter properties run the configurations of
+``tests/test_errors.py`` (``EXTRA_STATE_CONFIGS``), compiled there. The examples
+are derandomized and no example database is kept, so CI runs the same examples
+every time.
+
+Values are drawn from a numerically tame part of each domain (gradients and
+parameters of magnitude 1e-3..10 or exactly 0, bounded learning rates): the
+parity tolerances allow for rounding, not for float32's range or for
+cancellations that are inherent to a formula. The domains' edges are covered by
+the bad-value properties.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from cases import CASES, EXTRA_STATE_CONFIGS
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from reference import COMMON, DEFAULTS, Reference
+from test_errors import Snapshot, assert_unchanged
+from test_parity import TOLERANCES, assert_identical
+
+import fastgd
+from fastgd import _checks
+from fastgd.optim import STATE_FORMAT
+
+RULES = list(fastgd.OPTIMIZERS)
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+FIELDS = ("format", "rule", "dtype", "shape", "step", "hyperparameters", "state", "host")
+MAX_STEPS = 8
+
+
+def _settings(max_examples: int) -> settings:
+    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None)
+
+
+# -- shared strategies ------------------------------------------------------------------
+
+#: Array elements: exactly 0 or of magnitude 1e-3..10 (float32 squares them safely).
+ELEMENTS = st.floats(-10.0, 10.0).map(lambda x: 0.0 if abs(x) < 1e-3 else x)
+#: Shapes of at most 4**3 = 64 elements, 0-d to 3-d, with sides 0 and 1.
+SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
+
+
+def float_arrays(shape) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(np.float64, shape, elements=ELEMENTS)
+
+
+def _check_of(cls, name: str):
+    return getattr(cls, name).check
+
+
+def _is_choice(check) -> bool:
+    return check.__qualname__ == _checks.choice().__qualname__
+
+
+def _choice_options(check) -> tuple[str, ...]:
+    return inspect.getclosurevars(check).nonlocals["options"]
+
+
+def construct(cls, params, hp: dict, backend: str = "auto") -> fastgd.Optimizer:
+    """``cls(params, **hp)`` with the hyperparameters its constructor takes (AdamW
+    fixes ``decoupled_weight_decay``); checks the others hold ``hp``'s values."""
+    accepted = inspect.signature(cls).parameters
+    opt = cls(params, backend=backend, **{k: v for k, v in hp.items() if k in accepted})
+    assert opt.hyperparameters == hp
+    return opt
+
+
+# -- 1. random configurations against the NumPy reference -----------------------------
+
+#: Each numeric hyperparameter's tame values: name -> strategy. A rule adding a
+#: hyperparameter needs an entry here (the draw fails with KeyError otherwise).
+TAME: dict[str, st.SearchStrategy[float]] = {
+    "lr": st.one_of(st.just(0.0), st.floats(1e-4, 1.0)),
+    "eps": st.one_of(st.just(0.0), st.floats(1e-8, 0.1)),
+    "weight_decay": st.floats(1e-3, 1.0),  # when on; structural zero otherwise
+    "l1": st.floats(1e-3, 0.5),  # likewise
+    "dampening": st.floats(-0.5, 1.0),
+    "lr_decay": st.floats(0.0, 1.0),
+    "initial_accumulator_value": st.floats(0.0, 1.0),
+    "momentum_decay": st.floats(0.0, 1.0),
+    "rho": st.floats(0.0, 1.0),
+    "alpha": st.floats(0.0, 1.0),
+    "betas": st.tuples(st.floats(0.0, 0.999), st.floats(0.0, 0.999)),
+}
+#: Momentum where the domain is [0, 1) (Momentum) and where it is >= 0 (SGD,
+#: RMSprop, where 0 switches the buffer off and is structural).
+TAME_MOMENTUM = {_checks.unit_interval: st.floats(0.0, 0.99), _checks.nonnegative: st.floats(1e-2, 1.5)}
+#: Hyperparameters whose zero switches a kernel branch or a state array off.
+STRUCTURAL_ZERO = ("weight_decay", "l1", "momentum")
+
+
+@st.composite
+def hyperparameters(draw, rule: str) -> dict:
+    """Every hyperparameter of ``rule``: the switch set of one parity case, values
+    drawn freely where they compile no other kernel."""
+    cls = fastgd.OPTIMIZERS[rule]
+    case = draw(st.sampled_from(CASES[rule]), label="switch set (parity case)")
+    base = {**DEFAULTS[rule], **COMMON, **case}
+    hp = {}
+    for name in cls.hyperparameter_names():
+        check, value = _check_of(cls, name), base[name]
+        if check is _checks.flag:
+            free = name == "decoupled_weight_decay" and base["weight_decay"] == 0
+            free = free and rule != "adamw"  # AdamW fixes it
+            hp[name] = draw(st.booleans()) if free else value
+        elif _is_choice(check):
+            free = name == "l1_mode" and base["l1"] == 0
+            hp[name] = draw(st.sampled_from(_choice_options(check))) if free else value
+        elif name in STRUCTURAL_ZERO and value == 0:
+            hp[name] = 0.0
+        elif name == "momentum":
+            hp[name] = draw(TAME_MOMENTUM[check])
+        elif name == "alpha" and base.get("centered"):
+            # sq - ga**2 cancels as alpha -> 0: keep the variance well above float32's rounding
+            hp[name] = draw(st.floats(0.5, 1.0))
+        elif name == "dampening" and base.get("nesterov"):
+            hp[name] = 0.0  # nesterov needs zero dampening
+        else:
+            hp[name] = draw(TAME[name])
+    return hp
+
+
+def assert_close(actual, expected, dtype, scale: float, what: str) -> None:
+    """``test_parity``'s tolerances, with the absolute part relative to ``scale``:
+    the largest magnitude this array had so far (a value that cancels to near zero
+    keeps the rounding error of the magnitudes it came from)."""
+    rtol, atol_scale = TOLERANCES[np.dtype(dtype)]
+    np.testing.assert_allclose(
+        np.asarray(actual, np.float64), expected, rtol=rtol, atol=atol_scale * scale, err_msg=what
+    )
+
+
+def _magnitude(a: np.ndarray) -> float:
+    a = np.abs(np.asarray(a, np.float64))
+    return float(np.max(a[np.isfinite(a)], initial=0.0))
+
+
+@dataclass
+class Run:
+    """One drawn run: a rule's hyperparameters, params and a gradient per step."""
+
+    rule: str
+    hp: dict
+    dtype: np.dtype
+    p0: np.ndarray
+    grads: list[np.ndarray]
+
+    def params(self) -> np.ndarray:
+        return self.p0.astype(self.dtype)
+
+    def optimizer(self, backend: str = "auto", p=None) -> fastgd.Optimizer:
+        p = self.params() if p is None else p
+        return construct(fastgd.OPTIMIZERS[self.rule], p, self.hp, backend)
+
+
+@st.composite
+def runs(draw, rule: str, min_steps: int = 1) -> Run:
+    hp = draw(hyperparameters(rule), label="hyperparameters")
+    dtype = draw(st.sampled_from(DTYPES), label="dtype")
+    shape = draw(SHAPES, label="shape")
+    p0 = draw(float_arrays(shape), label="params")
+    grads = draw(st.lists(float_arrays(shape), min_size=min_steps, max_size=MAX_STEPS))
+    cast = []
+    for g in grads:
+        g = g.astype(dtype)
+        g.flags.writeable = False  # fastgd only reads the gradient
+        cast.append(g)
+    return Run(rule, hp, dtype, p0, cast)
+
+
+@pytest.mark.parametrize("rule", RULES)
+@given(data=st.data())
+@_settings(25)
+def test_random_configuration_matches_reference(rule, data):
+    """Every step of a random run agrees with the float64 reference (parity
+    tolerances), and the serial and parallel loops agree bit for bit."""
+    run = data.draw(runs(rule), label="run")
+    serial, parallel = run.optimizer("serial"), run.optimizer("parallel")
+    p_ref = run.params().astype(np.float64)
+    ref = Reference(rule, p_ref.shape, **run.hp)
+    scales = {"params": _magnitude(p_ref)}
+    scales.update({name: _magnitude(a) for name, a in ref.state.items()})
+    with np.errstate(all="ignore"):  # eps = 0 and a zero gradient make 0/0 in both
+        for t, g in enumerate(run.grads, start=1):
+            serial.step(g)
+            parallel.step(g)
+            ref.step(p_ref, g.astype(np.float64))
+            assert_identical(
+                {"params": serial.params, **serial.state},
+                {"params": parallel.params, **parallel.state},
+                f"serial vs parallel, step {t}",
+            )
+            assert serial.state.keys() == ref.state.keys()
+            for name, actual, expected in [
+                ("params", serial.params, p_ref),
+                *[(n, serial.state[n], ref.state[n]) for n in ref.state],
+            ]:
+                scales[name] = max(scales[name], _magnitude(expected))
+                assert_close(actual, expected, run.dtype, scales[name], f"{name} at step {t}")
+    assert serial.steps == parallel.steps == len(run.grads)
+    assert serial.state_dict()["host"] == parallel.state_dict()["host"]
+
+
+# -- 2. state dicts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", RULES)
+@given(data=st.data())
+@_settings(10)
+def test_state_dict_round_trip_continues_bit_identically(rule, data):
+    """state_dict -> load_state_dict into another optimizer (other hyperparameters,
+    its own history, any CPU backend) -> both continue bit for bit. The loaded
+    optimizer owns copies: editing the state dict afterwards changes nothing."""
+    run = data.draw(runs(rule, min_steps=2), label="run")
+    split = data.draw(st.integers(0, len(run.grads) - 1), label="steps before saving")
+    backends = st.sampled_from(["auto", "serial", "parallel"])
+    source = run.optimizer(data.draw(backends, label="source backend"))
+    for g in run.grads[:split]:
+        source.step(g)
+    sd = source.state_dict()
+    # the target: defaults (the first parity case), with steps of its own
+    p_target = source.params.copy()
+    target = fastgd.OPTIMIZERS[rule](p_target, backend=data.draw(backends, label="backend"))
+    for g in run.grads[: data.draw(st.integers(0, 2), label="target's own steps")]:
+        target.step(g)
+    p_target[...] = source.params
+    target.load_state_dict(sd)
+    for array in sd["state"].values():
+        array[...] = 7.0
+    sd["hyperparameters"]["lr"] = 123.0
+    assert Snapshot.of(target) == Snapshot.of(source)
+    assert target.state_dict()["dtype"] == sd["dtype"] and target.steps == split
+    with np.errstate(all="ignore"):
+        for g in run.grads[split:]:
+            source.step(g)
+            target.step(g)
+    assert_identical(
+        {"params": source.params, **source.state},
+        {"params": target.params, **target.state},
+        "after the round trip",
+    )
+    assert Snapshot.of(target) == Snapshot.of(source)
+
+
+def make(rule: str, dtype, shape, **overrides) -> fastgd.Optimizer:
+    """``rule`` with the configuration ``tests/test_errors.py`` uses (every state
+    array of interest on)."""
+    p = np.random.default_rng(1).standard_normal(shape).astype(dtype)
+    return fastgd.OPTIMIZERS[rule](p, **{**EXTRA_STATE_CONFIGS.get(rule, {}), **overrides})
+
+
+def stepped(rule: str, dtype, shape, n: int = 3, seed: int = 0, **overrides):
+    opt = make(rule, dtype, shape, **overrides)
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        opt.step(rng.standard_normal(shape).astype(dtype))
+    return opt
+
+
+@dataclass
+class Edit:
+    """One corruption of a state dict: set ``value`` at ``path`` or delete it."""
+
+    path: tuple
+    value: Any = None
+    delete: bool = False
+
+    def apply(self, sd: dict) -> dict:
+        target = sd
+        for key in self.path[:-1]:
+            target = target[key]
+        if self.delete:
+            del target[self.path[-1]]
+        else:
+            target[self.path[-1]] = self.value
+        return sd
+
+
+#: Values of no use to any field: none of them is a dict, a dtype or a shape.
+JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=True),
+    st.text(max_size=4),
+    st.lists(st.integers(-1, 1), max_size=2),
+    st.just(object()),
+)
+OTHER_DTYPES = ["float16", "int64", "int32", "complex64", "complex128", "bool", "object", "V8"]
+
+
+def _not_a_dtype() -> st.SearchStrategy:
+    # None is np.dtype(None) = float64, and a list or dict is a structured dtype
+    return st.one_of(st.integers(), st.floats(), st.text(max_size=4), st.just(object())).filter(
+        _not_float_dtype
+    )
+
+
+def _not_float_dtype(value) -> bool:
+    try:
+        return np.dtype(value) not in DTYPES
+    except Exception:
+        return True
+
+
+def _wrong_field_values(name: str, sd: dict, cls) -> st.SearchStrategy:
+    """Values of field ``name`` that must be refused."""
+    if name == "format":
+        return st.one_of(JUNK, st.just("fastgd.state_dict/2"), st.just(STATE_FORMAT.upper()))
+    if name == "rule":
+        others = sorted({c.rule.name for c in fastgd.OPTIMIZERS.values()} - {sd["rule"]})
+        return st.one_of(JUNK, st.sampled_from(others)).filter(lambda v: v != sd["rule"])
+    if name == "dtype":
+        other = next(d.name for d in DTYPES if d.name != sd["dtype"])
+        return st.one_of(st.sampled_from([other, *OTHER_DTYPES]), _not_a_dtype())
+    if name == "shape":
+        shape = tuple(sd["shape"])
+        return st.one_of(
+            JUNK.filter(lambda v: not (isinstance(v, list) and tuple(v) == shape)),
+            st.lists(st.integers(0, 4), max_size=3).map(tuple).filter(lambda s: s != shape),
+            st.just(tuple(float(n) for n in shape)).filter(lambda s: s != ()),
+            st.just(tuple(bool(n) for n in shape)).filter(lambda s: s != ()),
+            st.just(np.array(shape)),
+        )
+    if name == "step":
+        return st.one_of(
+            st.integers(max_value=-1),
+            st.just(0),  # with state: refused
+            st.floats(),
+            st.booleans(),
+            st.text(max_size=3),
+            st.none(),
+            st.just(np.float64(sd["step"])),
+        )
+    # hyperparameters, state, host: dicts
+    return JUNK.filter(lambda v: not isinstance(v, dict))
+
+
+def _bad_state_array(arr: np.ndarray) -> st.SearchStrategy:
+    other = next(d for d in DTYPES if d != arr.dtype)
+    return st.one_of(
+        st.sampled_from([other, np.float16, np.int64, np.complex64, object]).map(arr.astype),
+        st.just(np.zeros(arr.shape + (2,), arr.dtype)),
+        st.just(np.zeros((arr.size + 1,), arr.dtype)),
+        st.just(arr.tolist()),
+        st.just(np.ma.masked_array(arr)),
+        JUNK,
+    )
+
+
+def _rejects(check, name: str, value) -> bool:
+    try:
+        check(name, value)
+    except ValueError:
+        return True
+    return False
+
+
+#: Per class, hyperparameter values each valid alone but refused together.
+RELATIONS = {
+    "SGD": st.one_of(
+        st.just({"nesterov": True, "momentum": 0.0}),
+        st.floats(1e-3, 1.0).map(lambda d: {"nesterov": True, "momentum": 0.9, "dampening": d}),
+    ),
+    "AdamW": st.just({"decoupled_weight_decay": False}),
+}
+
+
+@st.composite
+def corruptions(draw, sd: dict, cls) -> Edit:
+    """A hypothesis-chosen edit that makes ``sd`` (a state dict after a few steps,
+    with state arrays and, for SGD and NAdam, host scalars) invalid."""
+    rule = cls.rule
+    names = cls.hyperparameter_names()
+    unknown = st.text(min_size=1, max_size=6)
+    kind = draw(
+        st.sampled_from(
+            [
+                "drop field",
+                "bad field",
+                "unknown field",
+                "drop hyperparameter",
+                "bad hyperparameter",
+                "unknown hyperparameter",
+                "inconsistent hyperparameters",
+                "drop state",
+                "bad state",
+                "unknown state",
+                "drop host",
+                "bad host",
+                "unknown host",
+            ]
+        ),
+        label="kind",
+    )
+    if kind == "drop field":
+        return Edit((draw(st.sampled_from(FIELDS)),), delete=True)
+    if kind == "bad field":
+        field = draw(st.sampled_from(FIELDS))
+        return Edit((field,), draw(_wrong_field_values(field, sd, cls)))
+    if kind == "unknown field":
+        return Edit((draw(unknown.filter(lambda k: k not in FIELDS)),), draw(JUNK))
+    if kind == "drop hyperparameter":
+        return Edit(("hyperparameters", draw(st.sampled_from(names))), delete=True)
+    if kind == "bad hyperparameter":
+        name = draw(st.sampled_from(names))
+        return Edit(("hyperparameters", name), draw(bad_values(cls, name)))
+    if kind == "unknown hyperparameter":
+        key = draw(unknown.filter(lambda k: k not in names))
+        return Edit(("hyperparameters", key), draw(JUNK))
+    if kind == "inconsistent hyperparameters":
+        relation = RELATIONS.get(cls.__name__)
+        if relation is None:  # no relations: a missing one instead
+            return Edit(("hyperparameters", draw(st.sampled_from(names))), delete=True)
+        return Edit(("hyperparameters",), {**sd["hyperparameters"], **draw(relation)})
+    if kind == "drop state":
+        return Edit(("state", draw(st.sampled_from(sorted(sd["state"])))), delete=True)
+    if kind == "bad state":
+        name = draw(st.sampled_from(sorted(sd["state"])))
+        return Edit(("state", name), draw(_bad_state_array(sd["state"][name])))
+    if kind == "unknown state":
+        key = draw(unknown.filter(lambda k: k not in rule.states))
+        return Edit(("state", key), np.zeros(sd["shape"], sd["dtype"]))
+    if kind == "unknown host":
+        return Edit(("host", draw(unknown.filter(lambda k: k not in rule.host))), draw(JUNK))
+    if not rule.host:  # drop or corrupt a host scalar: an unknown one instead
+        return Edit(("host", draw(unknown)), 0.5)
+    name = draw(st.sampled_from(sorted(rule.host)))
+    if kind == "drop host":
+        return Edit(("host", name), delete=True)
+    candidates = st.one_of(JUNK, st.floats(), st.integers(), st.just(np.bool_(True)))
+    return Edit(("host", name), draw(candidates.filter(lambda v: _rejects(rule.host[name], name, v))))
+
+
+@pytest.mark.parametrize("rule", RULES)
+@given(data=st.data())
+@_settings(30)
+def test_corrupt_state_dict_is_refused_and_changes_nothing(rule, data):
+    """load_state_dict raises TypeError or ValueError for a corrupted state dict
+    of another run; params, state, steps, host scalars and hyperparameters stay
+    bit-identical, and the next step agrees with an untouched twin."""
+    cls = fastgd.OPTIMIZERS[rule]
+    dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
+    shape = data.draw(SHAPES, label="shape")
+    opt, twin = stepped(rule, dtype, shape), stepped(rule, dtype, shape)
+    source = stepped(rule, dtype, shape, n=4, seed=3, lr=0.5)
+    sd = source.state_dict()
+    edit = data.draw(corruptions(sd, cls), label="edit")
+    edit.apply(sd)
+    before = Snapshot.of(opt)
+    with pytest.raises((TypeError, ValueError)):
+        opt.load_state_dict(sd)
+    assert_unchanged(opt, before, twin)
+
+
+# -- 3. bad hyperparameter values ------------------------------------------------------------
+
+NAN = st.sampled_from([math.nan, -math.nan, np.float32("nan"), np.float64("nan")])
+INF = st.sampled_from([math.inf, -math.inf, np.float32("inf"), np.float64("-inf")])
+HUGE = st.one_of(st.sampled_from([10**400, -(10**400)]), st.integers(min_value=2**1024))
+NOT_REAL = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.sampled_from([np.bool_(True), np.bool_(False), 1e-3 + 0j, b"1", [0.1], (0.1,), {}]),
+    st.text(max_size=5),
+    st.complex_numbers(min_magnitude=1e-3, allow_nan=False, allow_infinity=False),
+)
+NEGATIVE = st.one_of(
+    st.floats(max_value=-5e-324, allow_infinity=False),
+    st.integers(max_value=-1),
+    st.floats(-1.0, -1e-6).map(np.float32),
+)
+AT_LEAST_ONE = st.one_of(
+    st.floats(min_value=1.0, allow_infinity=False), st.integers(min_value=1), st.just(np.float32(1))
+)
+ABOVE_ONE = st.one_of(
+    st.floats(min_value=1.0, exclude_min=True, allow_infinity=False), st.integers(min_value=2)
+)
+_ANY_REAL_BAD = (NOT_REAL, NAN, INF, HUGE)
+#: Bad values of each numeric validator of fastgd._checks.
+BAD_REAL = {
+    _checks.real: st.one_of(*_ANY_REAL_BAD),
+    _checks.nonnegative: st.one_of(*_ANY_REAL_BAD, NEGATIVE),
+    _checks.unit_interval: st.one_of(*_ANY_REAL_BAD, NEGATIVE, AT_LEAST_ONE),
+    _checks.closed_unit_interval: st.one_of(*_ANY_REAL_BAD, NEGATIVE, ABOVE_ONE),
+}
+_GOOD_BETA = st.floats(0.0, 0.999)
+BAD_BETAS = st.one_of(
+    st.tuples(BAD_REAL[_checks.unit_interval], _GOOD_BETA),
+    st.tuples(_GOOD_BETA, BAD_REAL[_checks.unit_interval]),
+    st.lists(_GOOD_BETA, max_size=4).filter(lambda v: len(v) != 2),
+    st.lists(_GOOD_BETA, min_size=3, max_size=3).map(tuple),
+    st.floats(0.0, 0.999),
+    st.none(),
+    st.text(max_size=4),
+)
+BAD_FLAG = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=5),
+    st.sampled_from([np.int64(1), np.float64(0.0), [True], (False,), "True"]),
+)
+
+
+def bad_values(cls, name: str) -> st.SearchStrategy:
+    """Values outside hyperparameter ``name``'s domain, from its validator."""
+    check = _check_of(cls, name)
+    if check in BAD_REAL:
+        return BAD_REAL[check]
+    if check is _checks.betas:
+        return BAD_BETAS
+    if check is _checks.flag:
+        return BAD_FLAG
+    if _is_choice(check):
+        options = _choice_options(check)
+        near = [o.upper() for o in options] + [o + " " for o in options] + [o[:-1] for o in options]
+        return st.one_of(
+            st.sampled_from(near), st.text(max_size=8), st.none(), st.integers(), st.floats()
+        ).filter(lambda v: v not in options)
+    raise AssertionError(f"{cls.__name__}.{name}: no bad values for validator {check!r}")
+
+
+def _names_it(name: str) -> str:
+    return rf"(?<!\w){re.escape(name)}(?!\w)"
+
+
+def test_every_validator_has_bad_values():
+    """A new validator in fastgd._checks needs its bad values here."""
+    for cls in fastgd.OPTIMIZERS.values():
+        for name in cls.hyperparameter_names():
+            bad_values(cls, name)
+
+
+@pytest.mark.parametrize("rule", RULES)
+@given(data=st.data())
+@_settings(40)
+def test_bad_hyperparameter_refused_at_construction(rule, data):
+    cls = fastgd.OPTIMIZERS[rule]
+    accepted = inspect.signature(cls).parameters
+    name = data.draw(st.sampled_from([n for n in cls.hyperparameter_names() if n in accepted]))
+    value = data.draw(bad_values(cls, name), label="value")
+    x = np.linspace(-1, 1, 6).astype(data.draw(st.sampled_from(DTYPES)))
+    before = x.tobytes()
+    with pytest.raises(ValueError, match=_names_it(name)):
+        cls(x, **{name: value})
+    assert x.tobytes() == before
+
+
+@pytest.mark.parametrize("rule", RULES)
+@given(data=st.data())
+@_settings(40)
+def test_bad_hyperparameter_assignment_keeps_old_value(rule, data):
+    cls = fastgd.OPTIMIZERS[rule]
+    name = data.draw(st.sampled_from(cls.hyperparameter_names()), label="name")
+    value = data.draw(bad_values(cls, name), label="value")
+    dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
+    opt, twin = stepped(rule, dtype, (2, 3)), stepped(rule, dtype, (2, 3))
+    before = Snapshot.of(opt)
+    with pytest.raises(ValueError, match=_names_it(name)):
+        setattr(opt, name, value)
+    assert getattr(opt, name) == before.hyperparameters[name]
+    assert_unchanged(opt, before, twin)

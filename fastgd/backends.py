@@ -579,14 +579,18 @@ def _fork_unsafe() -> str | None:
     elif layer is None and not _parallel_used:
         return None
     return (
-        f"it was forked from a process that had started numba's {layer or 'parallel'} "
-        "threading layer (GNU OpenMP), and a parallel region in a forked child "
+        f"it was forked from a process that had started numba's {layer or 'parallel'!r} "
+        "threading layer; with GNU OpenMP, a parallel region in a forked child "
         "terminates it"
     )
 
 
 def _after_fork_in_child() -> None:
-    global _fork_reason, _cache_dir
+    global _fork_reason, _cache_dir, _lock, _dir_lock
+    # another thread of the parent may have held these at the fork: the child
+    # has only this thread, so fresh locks are the correct state
+    _lock, _dir_lock = threading.Lock(), threading.Lock()
+    config._generation_lock = threading.Lock()
     if _cache_dir in _private:  # the parent removes it at exit: make our own
         _cache_dir = None
     if _fork_reason is None:

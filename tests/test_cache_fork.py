@@ -330,6 +330,30 @@ def test_fork_before_any_parallel_loop_keeps_parallel():
     assert out.split("child ")[1].split()[:4] == ["parallel", "parallel", "parallel", "0"], out
 
 
+def test_fork_while_another_thread_holds_fastgd_locks():
+    """The child has one thread: locks some other thread of the parent held
+    at the fork (compiling, or bumping the generation) must not block it."""
+    code = """
+        import os, numpy as np, fastgd
+        from fastgd import backends, config
+        x = np.ones(100_003, np.float32)
+        fastgd.Adam(x, backend="parallel").step(x)  # the child will bump the generation
+        backends._lock.acquire()
+        backends._dir_lock.acquire()
+        config._generation_lock.acquire()
+        pid = os.fork()
+        if pid == 0:
+            y = np.ones(10, np.float32)
+            fastgd.RMSprop(y, lr=0.1, backend="serial").step(y)  # imports a new module
+            os._exit(0 if y[0] < 1 else 1)
+        _, status = os.waitpid(pid, 0)
+        print("exit", os.waitstatus_to_exitcode(status))
+    """
+    run = _python(code, _env())
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "exit 0" in run.stdout, run.stdout + run.stderr[-3000:]
+
+
 POOL = """
 import multiprocessing as mp
 import numpy as np, fastgd

@@ -23,10 +23,13 @@ are derandomized and no example database is kept, so CI runs the same examples
 every time.
 
 Values are drawn from a numerically tame part of each domain (gradients and
-parameters of magnitude 1e-3..10 or exactly 0, bounded learning rates): the
-parity tolerances allow for rounding, not for float32's range or for
-cancellations that are inherent to a formula. The domains' edges are covered by
-the bad-value properties.
+parameters of magnitude 1e-3..10 or exactly 0, bounded learning rates, eps > 0):
+the parity tolerances allow for rounding, not for float32's range. Random draws
+do find cancellations (``g + weight_decay * p`` near zero, a parameter stepped
+to near zero, where float32 rounding jumps ``sign(p)``), which no implementation
+computes to the parity tolerances; the comparison allows for them by measuring
+each draw's conditioning (:func:`tolerated_error`). The domains' edges are
+covered by the bad-value properties.
 """
 
 from __future__ import annotations
@@ -96,24 +99,33 @@ def construct(cls, params, hp: dict, backend: str = "auto") -> fastgd.Optimizer:
 
 # -- 1. random configurations against the NumPy reference -----------------------------
 
+
+def tame(lo: float, hi: float) -> st.SearchStrategy[float]:
+    """Floats in [lo, hi], 0 instead of magnitudes below 1e-3: a decay rate of
+    1e-200 is 0 in float32 but not in the float64 reference, and a state array
+    decayed by it is then 0 in one and tiny in the other (0/0 with eps = 0)."""
+    return st.floats(lo, hi).map(lambda x: 0.0 if abs(x) < 1e-3 else x)
+
+
 #: Each numeric hyperparameter's tame values: name -> strategy. A rule adding a
 #: hyperparameter needs an entry here (the draw fails with KeyError otherwise).
 TAME: dict[str, st.SearchStrategy[float]] = {
     "lr": st.one_of(st.just(0.0), st.floats(1e-4, 1.0)),
-    "eps": st.one_of(st.just(0.0), st.floats(1e-8, 0.1)),
+    # eps = 0 makes 0/0 = NaN parameters from a zero gradient
+    "eps": st.floats(1e-8, 0.1),
     "weight_decay": st.floats(1e-3, 1.0),  # when on; structural zero otherwise
     "l1": st.floats(1e-3, 0.5),  # likewise
-    "dampening": st.floats(-0.5, 1.0),
-    "lr_decay": st.floats(0.0, 1.0),
-    "initial_accumulator_value": st.floats(0.0, 1.0),
-    "momentum_decay": st.floats(0.0, 1.0),
-    "rho": st.floats(0.0, 1.0),
-    "alpha": st.floats(0.0, 1.0),
-    "betas": st.tuples(st.floats(0.0, 0.999), st.floats(0.0, 0.999)),
+    "dampening": tame(-0.5, 1.0),
+    "lr_decay": tame(0.0, 1.0),
+    "initial_accumulator_value": tame(0.0, 1.0),
+    "momentum_decay": tame(0.0, 1.0),
+    "rho": tame(0.0, 1.0),
+    "alpha": tame(0.0, 1.0),
+    "betas": st.tuples(tame(0.0, 0.999), tame(0.0, 0.999)),
 }
 #: Momentum where the domain is [0, 1) (Momentum) and where it is >= 0 (SGD,
 #: RMSprop, where 0 switches the buffer off and is structural).
-TAME_MOMENTUM = {_checks.unit_interval: st.floats(0.0, 0.99), _checks.nonnegative: st.floats(1e-2, 1.5)}
+TAME_MOMENTUM = {_checks.unit_interval: tame(0.0, 0.99), _checks.nonnegative: st.floats(1e-2, 1.5)}
 #: Hyperparameters whose zero switches a kernel branch or a state array off.
 STRUCTURAL_ZERO = ("weight_decay", "l1", "momentum")
 
@@ -149,19 +161,83 @@ def hyperparameters(draw, rule: str) -> dict:
     return hp
 
 
-def assert_close(actual, expected, dtype, scale: float, what: str) -> None:
-    """``test_parity``'s tolerances, with the absolute part relative to ``scale``:
-    the largest magnitude this array had so far (a value that cancels to near zero
-    keeps the rounding error of the magnitudes it came from)."""
+#: Unit roundoff of each dtype: the relative size of the input perturbations
+#: that estimate how much a draw amplifies rounding errors.
+ROUNDOFF = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
+#: The perturbed reference runs of a draw: every array element perturbed up
+#: (+1) or down (-1), hyperparameters as they are; or each element by a random
+#: sign and each hyperparameter by a random factor (None). The uniform directions
+#: catch correlated rounding, such as a parameter that float32 rounds to exactly
+#: 0 while float64 keeps it at +1e-9, where ``sign(p)`` (L1) jumps.
+DIRECTIONS = (1.0, -1.0, None, None)
+#: How many times the spread of the perturbed runs is allowed.
+SPREAD_FACTOR = 64
+
+
+def _perturb(x, u: float, rng: np.random.Generator, direction: float | None):
+    """Arrays times ``1 + u * s``, ``s = direction`` or a random sign per element.
+    Numbers (hyperparameters, also inside tuples) with ``direction=None`` times
+    ``1 - u`` or 1 at random, which keeps them in their domains (``alpha = 1`` may
+    not grow); otherwise, and flags and strings, as they are."""
+    if isinstance(x, np.ndarray):
+        s = rng.choice([-1.0, 1.0], x.shape) if direction is None else direction
+        return x * (1 + u * s)
+    if isinstance(x, tuple):
+        return tuple(_perturb(v, u, rng, direction) for v in x)
+    if isinstance(x, float) and direction is None:
+        return x * (1 - u * rng.integers(0, 2))
+    return x
+
+
+def reference_run(rule: str, hp: dict, p0: np.ndarray, grads) -> list[dict[str, np.ndarray]]:
+    """``{"params": ..., **state}`` after each step of the float64 reference."""
+    p = np.array(p0, np.float64)  # a copy, and an array even when 0-d
+    ref = Reference(rule, p.shape, **hp)
+    trajectory = []
+    with np.errstate(all="raise"):  # the tame draws make no NaN, inf nor 0/0
+        for g in grads:
+            ref.step(p, np.asarray(g, np.float64))
+            trajectory.append({"params": p.copy(), **{k: v.copy() for k, v in ref.state.items()}})
+    return trajectory
+
+
+def tolerated_error(run: Run, expected: list[dict]) -> list[dict[str, np.ndarray]]:
+    """Per step and array, the error allowed on top of the parity tolerances:
+    ``SPREAD_FACTOR`` times the spread of the reference when its inputs
+    (parameters, gradients, hyperparameters) are perturbed at the dtype's unit
+    roundoff. This is the draw's conditioning: where terms cancel (``g + wd * p``
+    near zero, a parameter stepping to near zero) rounding in the inputs and in
+    the dtype's arithmetic is amplified alike, in fastgd and in any implementation;
+    elsewhere it is far below the parity tolerances."""
+    u = ROUNDOFF[run.dtype]
+    rng = np.random.default_rng(0)
+    spread = [{k: np.zeros(np.shape(v)) for k, v in step.items()} for step in expected]
+    for d in DIRECTIONS:
+        hp = {k: _perturb(v, u, rng, d) for k, v in run.hp.items()}
+        grads = [_perturb(g.astype(np.float64), u, rng, d) for g in run.grads]
+        p0 = _perturb(run.params().astype(np.float64), u, rng, d)
+        perturbed = reference_run(run.rule, hp, p0, grads)
+        for mine, theirs, exact in zip(spread, perturbed, expected, strict=True):
+            for k in mine:
+                np.maximum(mine[k], np.abs(theirs[k] - exact[k]), out=mine[k])
+    return [{k: SPREAD_FACTOR * v for k, v in step.items()} for step in spread]
+
+
+def assert_close(actual, expected, dtype, scale: float, conditioning, what: str) -> None:
+    """``test_parity``'s tolerances, with the absolute part relative to ``scale``
+    (the largest magnitude of this array so far: a value that cancels to near
+    zero keeps the rounding error of the magnitudes it came from), plus
+    ``conditioning`` (an array, see :func:`tolerated_error`). ``expected`` is finite."""
     rtol, atol_scale = TOLERANCES[np.dtype(dtype)]
-    np.testing.assert_allclose(
-        np.asarray(actual, np.float64), expected, rtol=rtol, atol=atol_scale * scale, err_msg=what
+    actual = np.asarray(actual, np.float64)
+    bound = atol_scale * scale + conditioning
+    bound = bound + rtol * np.abs(expected)
+    bad = ~(np.abs(actual - expected) <= bound)  # NaN in actual is bad
+    assert not bad.any(), (
+        f"{what}: {np.count_nonzero(bad)} of {bad.size} elements off; first at "
+        f"{np.argwhere(bad)[0].tolist()}: fastgd {actual[bad][0]!r}, reference "
+        f"{expected[bad][0]!r}, allowed error {bound[bad][0]!r}"
     )
-
-
-def _magnitude(a: np.ndarray) -> float:
-    a = np.abs(np.asarray(a, np.float64))
-    return float(np.max(a[np.isfinite(a)], initial=0.0))
 
 
 @dataclass
@@ -199,33 +275,31 @@ def runs(draw, rule: str, min_steps: int = 1) -> Run:
 
 @pytest.mark.parametrize("rule", RULES)
 @given(data=st.data())
-@_settings(25)
+@_settings(100)
 def test_random_configuration_matches_reference(rule, data):
     """Every step of a random run agrees with the float64 reference (parity
-    tolerances), and the serial and parallel loops agree bit for bit."""
+    tolerances, plus the draw's conditioning), and the serial and parallel loops
+    agree bit for bit."""
     run = data.draw(runs(rule), label="run")
     serial, parallel = run.optimizer("serial"), run.optimizer("parallel")
-    p_ref = run.params().astype(np.float64)
-    ref = Reference(rule, p_ref.shape, **run.hp)
-    scales = {"params": _magnitude(p_ref)}
-    scales.update({name: _magnitude(a) for name, a in ref.state.items()})
-    with np.errstate(all="ignore"):  # eps = 0 and a zero gradient make 0/0 in both
-        for t, g in enumerate(run.grads, start=1):
-            serial.step(g)
-            parallel.step(g)
-            ref.step(p_ref, g.astype(np.float64))
-            assert_identical(
-                {"params": serial.params, **serial.state},
-                {"params": parallel.params, **parallel.state},
-                f"serial vs parallel, step {t}",
-            )
-            assert serial.state.keys() == ref.state.keys()
-            for name, actual, expected in [
-                ("params", serial.params, p_ref),
-                *[(n, serial.state[n], ref.state[n]) for n in ref.state],
-            ]:
-                scales[name] = max(scales[name], _magnitude(expected))
-                assert_close(actual, expected, run.dtype, scales[name], f"{name} at step {t}")
+    expected = reference_run(rule, run.hp, run.params(), run.grads)
+    allowed = tolerated_error(run, expected)
+    scales = dict.fromkeys(expected[0], 0.0)
+    scales["params"] = float(np.max(np.abs(run.params()), initial=0.0))
+    for t, g in enumerate(run.grads, start=1):
+        serial.step(g)
+        parallel.step(g)
+        assert_identical(
+            {"params": serial.params, **serial.state},
+            {"params": parallel.params, **parallel.state},
+            f"serial vs parallel, step {t}",
+        )
+        actual = {"params": serial.params, **serial.state}
+        assert actual.keys() == expected[t - 1].keys()
+        for name, value in expected[t - 1].items():
+            scales[name] = max(scales[name], float(np.max(np.abs(value), initial=0.0)))
+            allow = allowed[t - 1][name]
+            assert_close(actual[name], value, run.dtype, scales[name], allow, f"{name}, step {t}")
     assert serial.steps == parallel.steps == len(run.grads)
     assert serial.state_dict()["host"] == parallel.state_dict()["host"]
 
@@ -235,7 +309,7 @@ def test_random_configuration_matches_reference(rule, data):
 
 @pytest.mark.parametrize("rule", RULES)
 @given(data=st.data())
-@_settings(10)
+@_settings(25)
 def test_state_dict_round_trip_continues_bit_identically(rule, data):
     """state_dict -> load_state_dict into another optimizer (other hyperparameters,
     its own history, any CPU backend) -> both continue bit for bit. The loaded
@@ -259,10 +333,9 @@ def test_state_dict_round_trip_continues_bit_identically(rule, data):
     sd["hyperparameters"]["lr"] = 123.0
     assert Snapshot.of(target) == Snapshot.of(source)
     assert target.state_dict()["dtype"] == sd["dtype"] and target.steps == split
-    with np.errstate(all="ignore"):
-        for g in run.grads[split:]:
-            source.step(g)
-            target.step(g)
+    for g in run.grads[split:]:
+        source.step(g)
+        target.step(g)
     assert_identical(
         {"params": source.params, **source.state},
         {"params": target.params, **target.state},
@@ -458,12 +531,14 @@ def corruptions(draw, sd: dict, cls) -> Edit:
     if kind == "drop host":
         return Edit(("host", name), delete=True)
     candidates = st.one_of(JUNK, st.floats(), st.integers(), st.just(np.bool_(True)))
-    return Edit(("host", name), draw(candidates.filter(lambda v: _rejects(rule.host[name], name, v))))
+    return Edit(
+        ("host", name), draw(candidates.filter(lambda v: _rejects(rule.host[name], name, v)))
+    )
 
 
 @pytest.mark.parametrize("rule", RULES)
 @given(data=st.data())
-@_settings(30)
+@_settings(80)
 def test_corrupt_state_dict_is_refused_and_changes_nothing(rule, data):
     """load_state_dict raises TypeError or ValueError for a corrupted state dict
     of another run; params, state, steps, host scalars and hyperparameters stay
@@ -486,7 +561,10 @@ def test_corrupt_state_dict_is_refused_and_changes_nothing(rule, data):
 
 NAN = st.sampled_from([math.nan, -math.nan, np.float32("nan"), np.float64("nan")])
 INF = st.sampled_from([math.inf, -math.inf, np.float32("inf"), np.float64("-inf")])
-HUGE = st.one_of(st.sampled_from([10**400, -(10**400)]), st.integers(min_value=2**1024))
+HUGE = st.one_of(
+    st.sampled_from([10**400, -(10**400), np.longdouble(10) ** 400]),
+    st.integers(min_value=2**1024),
+)
 NOT_REAL = st.one_of(
     st.none(),
     st.booleans(),
@@ -563,13 +641,16 @@ def test_every_validator_has_bad_values():
 
 @pytest.mark.parametrize("rule", RULES)
 @given(data=st.data())
-@_settings(40)
+@_settings(50)
 def test_bad_hyperparameter_refused_at_construction(rule, data):
+    """A bad value of any constructor hyperparameter raises ValueError naming it,
+    and the params are not touched."""
     cls = fastgd.OPTIMIZERS[rule]
     accepted = inspect.signature(cls).parameters
-    name = data.draw(st.sampled_from([n for n in cls.hyperparameter_names() if n in accepted]))
+    names = [n for n in cls.hyperparameter_names() if n in accepted]
+    name = data.draw(st.sampled_from(names), label="name")
     value = data.draw(bad_values(cls, name), label="value")
-    x = np.linspace(-1, 1, 6).astype(data.draw(st.sampled_from(DTYPES)))
+    x = np.linspace(-1, 1, 6).astype(data.draw(st.sampled_from(DTYPES), label="dtype"))
     before = x.tobytes()
     with pytest.raises(ValueError, match=_names_it(name)):
         cls(x, **{name: value})
@@ -578,8 +659,12 @@ def test_bad_hyperparameter_refused_at_construction(rule, data):
 
 @pytest.mark.parametrize("rule", RULES)
 @given(data=st.data())
-@_settings(40)
+@_settings(50)
 def test_bad_hyperparameter_assignment_keeps_old_value(rule, data):
+    """Assigning a bad value to any hyperparameter (AdamW's fixed
+    decoupled_weight_decay included) raises ValueError naming it; the old value,
+    params, state, steps and host scalars stay, and the next step agrees with an
+    untouched twin."""
     cls = fastgd.OPTIMIZERS[rule]
     name = data.draw(st.sampled_from(cls.hyperparameter_names()), label="name")
     value = data.draw(bad_values(cls, name), label="value")

@@ -54,12 +54,40 @@ def host_array(x, what: str) -> np.ndarray:
             f"{what} must be a NumPy array (or a CUDA array), got {type(x).__name__}; "
             "fastgd updates it in place, so it cannot convert it for you"
         )
+    refuse_masked(x, what)
+    return x.view(np.ndarray)
+
+
+def refuse_masked(x, what: str) -> None:
+    """Masked arrays are refused everywhere: ``np.asarray`` would drop the mask
+    and the data under it would be used silently."""
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(
-            f"{what} is a masked array; fastgd does not apply masks: pass "
-            f"{what}.filled(0) (or the data you mean) as a plain ndarray"
+            f"{what} is a masked array; fastgd does not apply masks: pass a plain "
+            "array (.filled(...) with the values you mean)"
         )
-    return x.view(np.ndarray)
+
+
+def real_array(value, what: str, dtype_error: type[Exception] = TypeError) -> np.ndarray:
+    """``value`` (array_like) as a plain ndarray of integers or floats, without a
+    copy where it already is one; subclasses through a base-class view.
+
+    Raises ``TypeError`` for masked arrays, ``dtype_error`` for other dtypes
+    (bool, complex, object, strings) and ``ValueError`` for ragged sequences,
+    each naming ``what``.
+    """
+    refuse_masked(value, what)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as e:  # ragged nested lists, arrays on a GPU
+        raise ValueError(f"{what} must be an array of real numbers ({e})") from None
+    if arr.dtype.kind not in "iuf":
+        why = "complex numbers are not supported, got" if arr.dtype.kind == "c" else "got"
+        hint = " (None or mixed types?)" if arr.dtype.kind == "O" else ""
+        raise dtype_error(
+            f"{what} must be real (integers or floats); {why} dtype {arr.dtype}{hint}"
+        )
+    return arr if type(arr) is np.ndarray else arr.view(np.ndarray)
 
 
 def check_params(x, what: str = "params") -> np.ndarray:

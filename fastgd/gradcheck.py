@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastgd import _checks
+
 __all__ = ["GradCheckResult", "check_grad"]
 
 #: Gradient entries below ``FLOOR * max(1, |f(x)|)`` are compared in absolute
@@ -99,23 +101,9 @@ def _rng(seed) -> np.random.Generator:
 
 
 def _real_array(value, what: str) -> np.ndarray:
-    """``value`` as a plain ndarray of integers or floats (a view where it is one).
-
-    ndarray subclasses are read through a base-class view (exact); masked
-    arrays are refused, since their data under the mask would be used silently.
-    """
-    if isinstance(value, np.ma.MaskedArray):
-        raise TypeError(
-            f"{what} is a masked array; check_grad does not apply masks: pass a "
-            "plain array (.filled(...) with the values you mean)"
-        )
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{what} must be an array of real numbers ({e})") from None
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{what} must be real (integer or float), got dtype {arr.dtype}")
-    return arr if type(arr) is np.ndarray else arr.view(np.ndarray)
+    """``value`` as a plain ndarray of integers or floats (see
+    :func:`fastgd._checks.real_array`); other dtypes raise ``ValueError``."""
+    return _checks.real_array(value, what, dtype_error=ValueError)
 
 
 def _scalar(value, what: str) -> float:

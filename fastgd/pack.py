@@ -37,30 +37,6 @@ def _dtype(dtype) -> np.dtype | None:
     return _checks.check_dtype(dt, "dtype")
 
 
-def _host(a, what: str) -> np.ndarray:
-    """One host element as a plain ndarray of real numbers (no copy where it is one).
-
-    ndarray subclasses are read through a base-class view, so ``np.matrix``
-    keeps its 2-D shape; masked arrays are refused (the data under the mask
-    would be packed silently), and so are bool, complex, object and string
-    dtypes, which have no exact float value.
-    """
-    if isinstance(a, np.ma.MaskedArray):
-        raise TypeError(
-            f"{what} is a masked array; pack does not apply masks: pass a plain "
-            "array (.filled(...) with the values you mean)"
-        )
-    try:
-        a = np.asarray(a)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{what} must be an array of real numbers ({e})") from None
-    if a.dtype.kind not in "iuf":
-        if a.dtype.kind == "c":
-            _checks.check_dtype(a.dtype, what)  # the complex-numbers message
-        raise TypeError(f"{what} must hold integers or floats, got dtype {a.dtype}")
-    return a if type(a) is np.ndarray else a.view(np.ndarray)
-
-
 def pack(arrays: Sequence, dtype=None):
     """Copy ``arrays`` into one flat, C-contiguous buffer and return views into it.
 
@@ -124,7 +100,7 @@ def pack(arrays: Sequence, dtype=None):
         from fastgd import cuda
 
         return cuda.pack(arrays, dtype)
-    hosts = [_host(a, f"arrays[{k}]") for k, a in enumerate(arrays)]
+    hosts = [_checks.real_array(a, f"arrays[{k}]") for k, a in enumerate(arrays)]
     if dtype is None:
         for k, a in enumerate(hosts):
             if a.dtype not in _checks.FLOAT_DTYPES:

@@ -124,7 +124,7 @@ class Problem:
 
     def _point(self, x, what: str = "x") -> np.ndarray:
         """``x`` as an array of shape ``(n,)``, float32/float64 kept, else float64."""
-        x = _real_array(x, what)
+        x = _checks.real_array(x, what)
         if x.dtype not in (np.float32, np.float64):
             x = x.astype(np.float64)
         if x.shape != (self.n,):
@@ -137,35 +137,6 @@ class Problem:
                 f"a dense Hessian of {self.n} x {self.n} is too large "
                 f"(limit {HESS_MAX_N}); use hessp(x, v)"
             )
-
-
-def _real_array(value, what: str) -> np.ndarray:
-    """``value`` as a plain ndarray of integers or floats (no copy where it is one).
-
-    ndarray subclasses are read through a base-class view (``np.matrix``
-    keeps its 2-D shape); masked arrays are refused, since the data under
-    the mask would be used silently.
-
-    Raises
-    ------
-    TypeError
-        A masked array, or a dtype that is not integer or float (bool,
-        complex, object, strings).
-    ValueError
-        Ragged nested sequences.
-    """
-    if isinstance(value, np.ma.MaskedArray):
-        raise TypeError(
-            f"{what} is a masked array; the problems do not apply masks: pass a plain "
-            "array (.filled(...) with the values you mean, or the unmasked entries)"
-        )
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{what} must be an array of real numbers ({e})") from None
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{what} must be real (integer or float), got dtype {arr.dtype}")
-    return arr if type(arr) is np.ndarray else arr.view(np.ndarray)
 
 
 def _tol(tol) -> float:
@@ -419,8 +390,8 @@ class LeastSquares(_DataProblem):
         Both are copied to float64; they must be finite, of an integer or
         float dtype (not bool, complex or object) and not masked.
         """
-        X = np.array(_real_array(X, "X"), dtype=np.float64)
-        y = np.array(_real_array(y, "y"), dtype=np.float64)
+        X = np.array(_checks.real_array(X, "X"), dtype=np.float64)
+        y = np.array(_checks.real_array(y, "y"), dtype=np.float64)
         if X.ndim != 2 or y.shape != (X.shape[0],) or X.size == 0:
             raise ValueError(
                 f"need X of shape (m, d) and y of shape (m,), got {X.shape}, {y.shape}"

@@ -118,22 +118,7 @@ def _start(x0, dtype) -> np.ndarray:
         _checks.check_dtype(dtype, "dtype")
     if isinstance(x0, (str, bytes)):
         raise TypeError(f"x0 must be an array_like of real numbers, got {_describe(x0)}")
-    if isinstance(x0, np.ma.MaskedArray):  # np.asarray would drop the mask silently
-        raise TypeError(
-            "x0 is a masked array; minimize does not apply masks: pass x0.filled(...) "
-            "(or the data you mean) as a plain array"
-        )
-    try:
-        a = np.asarray(x0)
-    except (TypeError, ValueError) as e:  # ragged nested lists, arrays on a GPU
-        raise type(e)(f"x0 must be an array_like of real numbers: {e}") from None
-    if a.dtype.kind not in "fiu":
-        if a.dtype.kind == "c":
-            raise TypeError(f"x0 is complex (dtype {a.dtype}); complex numbers are not supported")
-        raise TypeError(
-            f"x0 must hold real numbers (ints or floats), got an array of dtype {a.dtype}"
-            + (" (None or mixed types?)" if a.dtype.kind == "O" else "")
-        )
+    a = _checks.real_array(x0, "x0")
     if a.size == 0:
         raise ValueError(f"x0 is empty (shape {a.shape}); it needs at least one parameter")
     with np.errstate(over="ignore"):

@@ -9,9 +9,10 @@ numba's one-time start-up in a process, paid in ``setup`` by compiling the same
 configuration once; ``fastgd bench --startup`` measures those.
 
 How: ``fastgd.config.CACHE = False`` (so nothing is read from or written to
-the disk cache), and ``fastgd.backends``' in-process caches emptied before each
-timing, so the loop module gets a fresh directory and name and numba compiles
-it from scratch. ``teardown`` restores the caches and removes the directories.
+the disk cache), and the in-process caches of ``fastgd.backends`` and
+``fastgd.kernel_cache`` emptied before each timing, so the loop module gets a
+fresh directory and name and numba compiles it from scratch. ``teardown``
+restores the caches and removes the directories.
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ import shutil
 from benchmarks import common
 from fastgd import backends, config
 
+try:
+    from fastgd import kernel_cache
+except ImportError:  # older commits: the kernel directory lived in fastgd.backends
+    kernel_cache = backends
+
 DTYPE = "float32"
 N = 1_000
-#: fastgd.backends' in-process caches, emptied before every timing.
-_CACHES = ("_cache_dir", "_modules", "_entries")
+#: fastgd's in-process caches (module, attribute), emptied before every timing.
+_CACHES = ((kernel_cache, "_cache_dir"), (backends, "_modules"), (backends, "_entries"))
 
 
 class Compile:
@@ -42,10 +48,10 @@ class Compile:
 
     def setup(self, rule, backend):
         common.require_rule(rule)
-        if not all(hasattr(backends, name) for name in _CACHES):
-            raise NotImplementedError("fastgd.backends of this commit has other caches")
+        if not all(hasattr(module, name) for module, name in _CACHES):
+            raise NotImplementedError("fastgd of this commit has other caches")
         self.start, self.grad = common.arrays(N, DTYPE, 2)
-        self.saved = (config.CACHE, *(getattr(backends, name) for name in _CACHES))
+        self.saved = (config.CACHE, *(getattr(module, name) for module, name in _CACHES))
         config.CACHE = False
         _empty_caches()
         # numba's one-time start-up, and a check that the configuration compiles
@@ -58,12 +64,12 @@ class Compile:
     def teardown(self, rule, backend):
         self._drop_compiled()
         config.CACHE = self.saved[0]
-        for name, value in zip(_CACHES, self.saved[1:], strict=True):
-            setattr(backends, name, value)
+        for (module, name), value in zip(_CACHES, self.saved[1:], strict=True):
+            setattr(module, name, value)
 
     def _drop_compiled(self):
         """Forget (and delete) what was compiled since the caches were last emptied."""
-        directory = backends._cache_dir
+        directory = kernel_cache._cache_dir
         # with the cache off, fastgd compiles into a fresh temporary directory
         if directory is not None and os.path.basename(directory).startswith("fastgd-kernels-"):
             shutil.rmtree(directory, ignore_errors=True)
@@ -71,6 +77,6 @@ class Compile:
 
 
 def _empty_caches():
-    backends._cache_dir = None
+    kernel_cache._cache_dir = None
     backends._modules = {}
     backends._entries = {}

@@ -1,11 +1,11 @@
 """Compile the element functions of :mod:`fastgd.rules` into loops.
 
 For each rule and each combination of its compile-time flags, this module
-writes a small Python module (the loops, calling the rule's one element
-function) into the cache directory and imports it. Writing real files is what
-lets numba keep the compiled kernels on disk (``cache=True``) and makes the
-flags compile-time constants, so disabled branches vanish and the loop
-vectorizes.
+generates a small Python module (the loops, calling the rule's one element
+function), which :mod:`fastgd.kernel_cache` writes into the cache directory
+and imports. Writing real files is what lets numba keep the compiled kernels
+on disk (``cache=True``) and makes the flags compile-time constants, so
+disabled branches vanish and the loop vectorizes.
 
 The per-element statements are one template, :data:`_BODY`, shared by the
 serial loop, the ``prange`` loop and the CUDA grid-stride kernel.
@@ -13,20 +13,15 @@ serial loop, the ``prange`` loop and the CUDA grid-stride kernel.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import importlib.util
 import os
-import shutil
-import stat
 import sys
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable
 from types import ModuleType
 
-from fastgd import config
+from fastgd import config, kernel_cache
 from fastgd.rules import Rule
 
 #: Flags every rule gets from :func:`fastgd.rules.prologue` / ``epilogue``.
@@ -92,16 +87,10 @@ _CEILING_BODY = """\
 _CPU_VARIANTS = (("serial", "range", ""), ("parallel", "numba.prange", ", parallel=True"))
 
 _lock = threading.Lock()
+#: This process's imported loop modules, by ``(directory, *configuration)``.
 _modules: dict[tuple, ModuleType] = {}
-#: The directory resolved for :data:`_cache_key`, the ``(config.CACHE,
-#: config.CACHE_DIR)`` it was resolved for; ``None`` forces a new resolution.
-_cache_dir: str | None = None
-_cache_key: tuple | None = None
-_dir_lock = threading.Lock()
 _digest: str | None = None
-#: Temporary directories made by this process (path -> pid), removed at exit.
-_private: dict[str, int] = {}
-#: Warnings already given in this process (one each).
+#: Warnings already given in this process (one each): :func:`select`'s.
 _warned: set = set()
 
 
@@ -112,7 +101,9 @@ def _warn_once(key, message: str) -> None:
 
 
 def _source_digest() -> str:
-    """Digest of everything a generated module's machine code depends on."""
+    """Digest of everything a generated module's machine code depends on: the
+    rules, this module's templates, numba's and Python's versions. It names
+    the cache directory (:func:`fastgd.kernel_cache.directory`)."""
     global _digest
     if _digest is None:
         import numba
@@ -126,235 +117,6 @@ def _source_digest() -> str:
         h.update(f"{numba.__version__} {sys.version}".encode())
         _digest = h.hexdigest()[:12]
     return _digest
-
-
-def _directory() -> str:
-    """The folder generated modules go into, for the current ``config.CACHE``
-    and ``config.CACHE_DIR`` (resolved again when either changes).
-
-    Cache on: ``CACHE_DIR/kernels-<digest>``; if that cannot be written, one
-    per-user directory ``<tempdir>/fastgd-<uid>/kernels-<digest>`` (with one
-    ``RuntimeWarning``). Cache off: a private temporary directory removed at
-    interpreter exit.
-    """
-    global _cache_dir, _cache_key
-    key = (config.CACHE, config.CACHE_DIR)
-    directory = _cache_dir
-    if directory is not None and _cache_key == key:
-        return directory
-    with _dir_lock:
-        if _cache_dir is None or _cache_key != key:
-            _cache_dir = _resolve_directory(*key)
-            _cache_key = key
-        return _cache_dir
-
-
-def _resolve_directory(cache: bool, cache_dir: str) -> str:
-    if not cache:
-        return _private_directory()
-    leaf = "kernels-" + _source_digest()
-    path = os.path.join(cache_dir, leaf)
-    error = _prepare(path)
-    if error is None:
-        return path
-    user = _user_directory()
-    fallback = os.path.join(user, leaf) if user is not None else None
-    if fallback is not None and _prepare(fallback) is None:
-        _warn_once(
-            ("unwritable", path),
-            f"fastgd: the kernel cache directory {path!r} is not writable ({error}); "
-            f"caching compiled kernels in {fallback!r} instead (set FASTGD_CACHE_DIR "
-            "or fastgd.config.CACHE_DIR to choose another)",
-        )
-        return fallback
-    private = _private_directory()
-    _warn_once(
-        ("unwritable", path),
-        f"fastgd: the kernel cache directory {path!r} is not writable ({error}), nor is "
-        f"a per-user directory in {tempfile.gettempdir()!r}; compiling into {private!r}, "
-        "removed at exit (nothing is cached between processes)",
-    )
-    return private
-
-
-def _prepare(path: str) -> OSError | None:
-    """Create ``path`` and check that files can be written in it; the error if not."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        return e
-    return None
-
-
-def _user_directory() -> str | None:
-    """``<tempdir>/fastgd-<uid>``, created private (0o700); None unless it is a
-    real directory owned by this user that nobody else can write (its
-    modules are imported, so a foreign one would run foreign code)."""
-    try:
-        owner = str(os.getuid())
-    except AttributeError:  # Windows
-        import getpass
-
-        try:
-            owner = getpass.getuser()
-        except Exception:
-            return None
-    path = os.path.join(tempfile.gettempdir(), f"fastgd-{owner}")
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except OSError:
-        return None
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o022:
-        return None
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        return None
-    return path
-
-
-def _private_directory() -> str:
-    """This process's temporary kernel directory (made once, removed at exit)."""
-    pid = os.getpid()
-    for path, creator in _private.items():
-        if creator == pid and os.path.isdir(path):
-            return path
-    path = tempfile.mkdtemp(prefix="fastgd-kernels-")
-    _private[path] = pid
-    return path
-
-
-@atexit.register
-def _remove_private_directories() -> None:
-    # a forked child inherits the table: it removes only what it made itself
-    pid = os.getpid()
-    for path, creator in list(_private.items()):
-        if creator == pid:
-            shutil.rmtree(path, ignore_errors=True)
-            del _private[path]
-
-
-def _module_name(directory: str, name: str) -> str:
-    """The module's name in ``sys.modules``, which numba's cached code uses to
-    find the module's globals again in a later process.
-
-    It does not depend on where the directory is (a moved or copied cache
-    stays valid). Two cache directories of one process share names, which is
-    harmless: a name stands for one generated source (and the digest in the
-    directory's name for one version of fastgd); the private directories of
-    an uncached process have unique names.
-    """
-    return "_fastgd_kernels_" + os.path.basename(directory).replace("-", "_") + "_" + name
-
-
-def _import_source(name: str, source: str, directory: str | None = None) -> ModuleType:
-    """Write ``source`` as ``name.py`` (atomically, only if it changed) and import it.
-
-    If the import fails and the module has files from an earlier process
-    (a damaged ``.pyc``, say), they are removed with a warning and the
-    import is tried once more.
-    """
-    if directory is None:
-        directory = _directory()
-    try:
-        return _write_and_import(name, source, directory)
-    except Exception as e:
-        if not _discard_files(directory, name, e):
-            raise
-    return _write_and_import(name, source, directory)
-
-
-def _write_and_import(name: str, source: str, directory: str) -> ModuleType:
-    path = os.path.join(directory, name + ".py")
-    try:
-        with open(path, encoding="utf-8") as f:
-            unchanged = f.read() == source
-    except (OSError, ValueError):  # missing, unreadable or not UTF-8
-        unchanged = False
-    if not unchanged:
-        os.makedirs(directory, exist_ok=True)  # removed since it was resolved?
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(source)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-    modname = _module_name(directory, name)
-    spec = importlib.util.spec_from_file_location(modname, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(modname, None)
-        raise
-    return module
-
-
-def _module_files(directory: str, name: str) -> list[str]:
-    """The files of generated module ``name``: its source, bytecode and numba's
-    index (``.nbi``) and data (``.nbc``) files in ``__pycache__``."""
-    files = [os.path.join(directory, name + ".py")]
-    pycache = os.path.join(directory, "__pycache__")
-    try:
-        entries = os.listdir(pycache)
-    except OSError:
-        entries = []
-    # generated names have no dots, so "name." matches no other module's files
-    files += [os.path.join(pycache, e) for e in entries if e.startswith(name + ".")]
-    return [f for f in files if os.path.lexists(f)]
-
-
-def _discard_files(directory: str, name: str, error: BaseException) -> bool:
-    """Remove module ``name``'s files after ``error`` (warning once per
-    directory); False if it had none in the cache (so the error is not the
-    cache's)."""
-    cached = [f for f in _module_files(directory, name) if not f.endswith(".py")]
-    if not cached:
-        return False
-    _warn_once(
-        ("damaged", directory),
-        f"fastgd: damaged kernel cache files in {directory!r} "
-        f"({type(error).__name__}: {error}); removed them and compiling again",
-    )
-    for f in _module_files(directory, name):
-        try:
-            os.remove(f)
-        except OSError:
-            pass
-    for key, module in list(_modules.items()):
-        if os.path.splitext(os.path.basename(getattr(module, "__file__", "")))[0] == name:
-            if key[0] == directory:
-                del _modules[key]
-    return True
-
-
-_NUMBA_CACHING = os.path.join("numba", "core", "caching.py")
-
-
-def _from_numba_cache(error: BaseException) -> bool:
-    """Whether ``error`` (or one it chains) was raised while numba loaded its cache."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        tb = error.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename.endswith(_NUMBA_CACHING):
-                return True
-            tb = tb.tb_next
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def _flag_lines(rule: Rule, common: tuple[bool, ...], flags: tuple[bool, ...]) -> str:
@@ -442,15 +204,26 @@ def loops(
 def _cached_module(key: tuple, name: str, source: Callable[[], str]) -> ModuleType:
     """The module for ``key`` in the current kernel directory: from this
     process's table, else written and imported once."""
-    directory = _directory()
+    directory = kernel_cache.directory(_source_digest)
     key = (directory, *key)
     module = _modules.get(key)
     if module is None:
         with _lock:
             module = _modules.get(key)
             if module is None:
-                module = _modules[key] = _import_source(name, source(), directory)
+                module = _modules[key] = kernel_cache.import_source(
+                    name, source(), directory, _forget
+                )
     return module
+
+
+def _forget(directory: str, name: str) -> None:
+    """Drop the modules imported from ``directory``'s ``name.py`` (whose cache
+    files :func:`fastgd.kernel_cache.discard_files` removed)."""
+    for key, module in list(_modules.items()):
+        if os.path.splitext(os.path.basename(getattr(module, "__file__", "")))[0] == name:
+            if key[0] == directory:
+                del _modules[key]
 
 
 _entries: dict[tuple, Callable] = {}
@@ -491,7 +264,10 @@ def _compile_entry(rule, common, flags, active, backend, dtype) -> Callable:
         # numba raises whatever unpickling a truncated or overwritten index or
         # data file raises; anything else is a real error
         directory, file = os.path.split(module.__file__)
-        if not (_from_numba_cache(e) and _discard_files(directory, file[:-3], e)):
+        if not (
+            kernel_cache.from_numba_cache(e)
+            and kernel_cache.discard_files(directory, file[:-3], e, _forget)
+        ):
             raise
     module = loops(rule, common, flags, active, dtype)  # a fresh file and dispatchers
     return getattr(module, backend).compile(signature)
@@ -586,13 +362,12 @@ def _fork_unsafe() -> str | None:
 
 
 def _after_fork_in_child() -> None:
-    global _fork_reason, _cache_dir, _lock, _dir_lock
+    global _fork_reason, _lock
     # another thread of the parent may have held these at the fork: the child
-    # has only this thread, so fresh locks are the correct state
-    _lock, _dir_lock = threading.Lock(), threading.Lock()
+    # has only this thread, so fresh locks are the correct state (the kernel
+    # cache resets its own state in its own hook)
+    _lock = threading.Lock()
     config._generation_lock = threading.Lock()
-    if _cache_dir in _private:  # the parent removes it at exit: make our own
-        _cache_dir = None
     if _fork_reason is None:
         _fork_reason = _fork_unsafe()
         if _fork_reason is not None:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import fastgd
-from fastgd import backends, bench, config
+from fastgd import backends, bench, config, kernel_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` is a package at the repository root
@@ -126,19 +126,19 @@ def test_speedup_vs_torch(small):
 
 
 def test_compile_restores_the_caches():
-    saved = (config.CACHE, backends._cache_dir, backends._modules, backends._entries)
+    saved = (config.CACHE, kernel_cache._cache_dir, backends._modules, backends._entries)
     b = compilation.Compile()
     b.setup("adam", "serial")
     try:
         assert config.CACHE is False and backends._entries == {}
         b.time_compile("adam", "serial")
         assert len(backends._entries) == 1
-        directory = backends._cache_dir
+        directory = kernel_cache._cache_dir
         assert Path(directory).name.startswith("fastgd-kernels-")
     finally:
         b.teardown("adam", "serial")
     assert not Path(directory).exists()
-    assert (config.CACHE, backends._cache_dir, backends._modules, backends._entries) == saved
+    assert (config.CACHE, kernel_cache._cache_dir, backends._modules, backends._entries) == saved
     assert backends._entries is saved[3]
 
 

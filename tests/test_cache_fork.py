@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import fastgd
-from fastgd import backends, config
+from fastgd import backends, config, kernel_cache
 
 TIMEOUT = 180
 
@@ -145,11 +145,11 @@ def test_copied_cache_directory_is_reused(pristine, tmp_path):
 
 def test_real_compile_errors_are_not_mistaken_for_damage():
     e = ValueError("not from the cache")
-    assert not backends._from_numba_cache(e)
+    assert not kernel_cache.from_numba_cache(e)
     try:
         raise e
     except ValueError as caught:
-        assert not backends._from_numba_cache(caught)
+        assert not kernel_cache.from_numba_cache(caught)
 
 
 # -- unwritable or disabled cache ------------------------------------------------------------
@@ -189,8 +189,8 @@ def test_unsafe_fallback_directory_is_not_used(tmp_path, monkeypatch, kind):
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     for name, value in [("_cache_dir", None), ("_cache_key", None), ("_private", {})]:
-        monkeypatch.setattr(backends, name, value)
-    monkeypatch.setattr(backends, "_warned", set())
+        monkeypatch.setattr(kernel_cache, name, value)
+    monkeypatch.setattr(kernel_cache, "_warned", set())
     fallback = tmp_path / f"fastgd-{os.getuid()}"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o700)
@@ -204,16 +204,16 @@ def test_unsafe_fallback_directory_is_not_used(tmp_path, monkeypatch, kind):
     saved = config.CACHE, config.CACHE_DIR
     try:
         config.CACHE, config.CACHE_DIR = True, str(blocker / "sub")
-        assert backends._user_directory() is None
+        assert kernel_cache._user_directory() is None
         with pytest.warns(RuntimeWarning, match="removed at exit") as record:
-            directory = backends._directory()
+            directory = kernel_cache.directory(backends._source_digest)
         assert str(blocker / "sub") in str(record[0].message)
     finally:
         config.CACHE, config.CACHE_DIR = saved
     assert Path(directory).parent == tmp_path
     assert Path(directory).name.startswith("fastgd-kernels-")
     assert list(elsewhere.iterdir()) == []
-    backends._remove_private_directories()
+    kernel_cache._remove_private_directories()
     assert not Path(directory).exists()
 
 
@@ -224,19 +224,19 @@ def test_disabled_cache_uses_a_private_directory_removed_at_exit(tmp_path, how):
     extra = {"FASTGD_DISABLE_CACHE": "1"} if how == "environment" else {}
     code = f"""
         import os, sys, numpy as np, fastgd
-        from fastgd import backends, config
+        from fastgd import config, kernel_cache
         if not {bool(extra)}:
             config.CACHE = False
         x = np.ones(100, np.float32)
         opt = fastgd.Adam(x, backend="serial")
         opt.step(x)
-        parent = backends._cache_dir
+        parent = kernel_cache._cache_dir
         print(parent)
         assert os.listdir(parent), "the kernels are written there"
         pid = os.fork()
         if pid == 0:  # a child that exits normally runs atexit: it must spare the parent's
             fastgd.SGD(np.ones(10, np.float32), lr=0.1).step(np.ones(10, np.float32))
-            print("child", backends._cache_dir, flush=True)
+            print("child", kernel_cache._cache_dir, flush=True)
             sys.exit(0)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
@@ -335,11 +335,11 @@ def test_fork_while_another_thread_holds_fastgd_locks():
     at the fork (compiling, or bumping the generation) must not block it."""
     code = """
         import os, numpy as np, fastgd
-        from fastgd import backends, config
+        from fastgd import backends, config, kernel_cache
         x = np.ones(100_003, np.float32)
         fastgd.Adam(x, backend="parallel").step(x)  # the child will bump the generation
         backends._lock.acquire()
-        backends._dir_lock.acquire()
+        kernel_cache._dir_lock.acquire()
         config._generation_lock.acquire()
         pid = os.fork()
         if pid == 0:

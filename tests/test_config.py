@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastgd
-from fastgd import backends, config
+from fastgd import backends, config, kernel_cache
 
 SETTINGS = (
     "PARALLEL_MIN_BYTES",
@@ -255,8 +255,8 @@ def test_select_is_the_one_threshold(restore):
 @pytest.fixture
 def fresh_kernels(monkeypatch):
     """Empty in-process kernel tables, restored afterwards."""
-    monkeypatch.setattr(backends, "_cache_dir", None)
-    monkeypatch.setattr(backends, "_cache_key", None)
+    monkeypatch.setattr(kernel_cache, "_cache_dir", None)
+    monkeypatch.setattr(kernel_cache, "_cache_key", None)
     monkeypatch.setattr(backends, "_modules", {})
     monkeypatch.setattr(backends, "_entries", {})
 
@@ -283,7 +283,7 @@ def test_cache_dir_and_cache_followed_at_run_time(restore, fresh_kernels, tmp_pa
     directory = os.path.dirname(off.__file__)
     assert os.path.basename(directory).startswith("fastgd-kernels-")
     assert "cache=False" in open(off.__file__).read()
-    assert backends._private[directory] == os.getpid()  # removed at exit
+    assert kernel_cache._private[directory] == os.getpid()  # removed at exit
     config.CACHE = True
     assert _sgd_module() is second  # back to the same directory: same module
 

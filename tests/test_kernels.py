@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastgd
-from fastgd import backends, config
+from fastgd import backends, config, kernel_cache
 from fastgd.rules import RULES
 
 F64_ARITH = re.compile(r"\b(fadd|fsub|fmul|fdiv|frem)\b[^\n]*\bdouble\b|\bfpext\b|@llvm\.\w+\.f64")
@@ -24,7 +24,7 @@ def uncached(monkeypatch, tmp_path):
     """Compile into a fresh folder without numba's disk cache (cached code can't be inspected)."""
     monkeypatch.setattr(config, "CACHE", False)
     monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(backends, "_cache_dir", None)
+    monkeypatch.setattr(kernel_cache, "_cache_dir", None)
     monkeypatch.setattr(backends, "_modules", {})
     monkeypatch.setattr(backends, "_entries", {})
 

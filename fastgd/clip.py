@@ -19,7 +19,7 @@ import numbers
 import numba
 import numpy as np
 
-from fastgd import _checks, backends
+from fastgd import _checks, backends, kernel_cache
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 
@@ -38,6 +38,7 @@ _jit = dict(error_model="numpy", cache=True, nogil=True)
 
 # "reassoc" lets LLVM vectorize the float64 sums (several partial sums in SIMD
 # lanes); it changes only the summation order, never NaN/inf semantics.
+@kernel_cache.repair_on_damage
 @numba.njit(**_jit, fastmath={"reassoc"})
 def _norm_partial(g, lo, hi, kind, p):
     """The float64 partial reduction of ``g[lo:hi]``: ``max |g|`` (with NaN
@@ -64,6 +65,7 @@ def _norm_partial(g, lo, hi, kind, p):
     return s
 
 
+@kernel_cache.repair_on_damage
 @numba.njit(**_jit)
 def _norm_finish(s, kind, p):
     if kind == _INF or kind == _L1:
@@ -73,11 +75,13 @@ def _norm_finish(s, kind, p):
     return s ** (1.0 / p)
 
 
+@kernel_cache.repair_on_damage
 @numba.njit(**_jit)
 def _norm_serial(g, kind, p):
     return _norm_finish(_norm_partial(g, 0, g.shape[0], kind, p), kind, p)
 
 
+@kernel_cache.repair_on_damage
 @numba.njit(**_jit, parallel=True)
 def _norm_parallel(g, kind, p):
     n = g.shape[0]
@@ -98,6 +102,7 @@ def _norm_parallel(g, kind, p):
     return _norm_finish(s, kind, p)
 
 
+@kernel_cache.repair_on_damage
 @numba.njit(**_jit)
 def _coefficient(g, total, max_norm):
     """torch's ``clamp(max_norm / (total + 1e-6), max=1)``, in ``g``'s dtype.
@@ -111,12 +116,14 @@ def _coefficient(g, total, max_norm):
     return coef
 
 
+@kernel_cache.repair_on_damage
 @numba.njit(**_jit)
 def _scale_range(g, lo, hi, coef):
     for i in range(lo, hi):
         g[i] = g[i] * coef
 
 
+@kernel_cache.repair_on_damage
 @numba.njit(**_jit)
 def _clip_serial(g, total, max_norm):
     coef = _coefficient(g, total, max_norm)
@@ -124,6 +131,7 @@ def _clip_serial(g, total, max_norm):
         _scale_range(g, 0, g.shape[0], coef)
 
 
+@kernel_cache.repair_on_damage
 @numba.njit(**_jit, parallel=True)
 def _clip_parallel(g, total, max_norm):
     coef = _coefficient(g, total, max_norm)
@@ -134,6 +142,7 @@ def _clip_parallel(g, total, max_norm):
             _scale_range(g, min(c * size, n), min((c + 1) * size, n), coef)
 
 
+@kernel_cache.repair_on_damage
 @numba.njit(**_jit)
 def _clamp_range(g, lo, hi, low, high):
     # comparisons with NaN are false, so NaN stays NaN (torch.clamp)
@@ -146,11 +155,13 @@ def _clamp_range(g, lo, hi, low, high):
         g[i] = x
 
 
+@kernel_cache.repair_on_damage
 @numba.njit(**_jit)
 def _clamp_serial(g, low, high):
     _clamp_range(g, 0, g.shape[0], low, high)
 
 
+@kernel_cache.repair_on_damage
 @numba.njit(**_jit, parallel=True)
 def _clamp_parallel(g, low, high):
     n = g.shape[0]

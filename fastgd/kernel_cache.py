@@ -290,6 +290,37 @@ def discard_files(
 _NUMBA_CACHING = os.path.join("numba", "core", "caching.py")
 
 
+def repair_on_damage(dispatcher):
+    """Make a ``numba.njit(cache=True)`` function of fastgd's own modules
+    survive damaged cache files: if numba fails loading its cached machine
+    code (a truncated or overwritten index or data file), the function's cache
+    index is flushed with one ``RuntimeWarning`` and the function compiles
+    again, saving fresh files. Costs nothing per call: only the cache load
+    (the first call of each signature) is wrapped. Returns ``dispatcher``.
+    """
+    cache = getattr(dispatcher, "_cache", None)
+    load = getattr(cache, "load_overload", None)
+    if load is None:  # caching off in this numba, or not a dispatcher
+        return dispatcher
+    name = dispatcher.py_func.__module__ + "." + dispatcher.py_func.__qualname__
+
+    def load_overload(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception as e:
+            _warn_once(
+                ("damaged", name),
+                f"fastgd: damaged numba cache files for {name} in "
+                f"{getattr(cache, '_cache_path', '?')!r} ({type(e).__name__}: {e}); "
+                "discarded them and compiling again",
+            )
+            cache.flush()
+            return None
+
+    cache.load_overload = load_overload
+    return dispatcher
+
+
 def from_numba_cache(error: BaseException) -> bool:
     """Whether ``error`` (or one it chains) was raised while numba loaded its cache."""
     seen = set()

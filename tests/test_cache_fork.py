@@ -449,3 +449,35 @@ def test_two_threads_stepping_two_optimizers_match_sequential(backend):
     assert not any(t.is_alive() for t in threads)
     for s in (0, 1):
         assert np.array_equal(concurrent[s], sequential[s])
+
+
+#: fastgd's own numba functions with ``cache=True`` (clipping, minimize's
+#: gradient measures): prints the clipped norm and minimize's result.
+OWN_FUNCTIONS = """
+import numpy as np, fastgd
+g = np.linspace(-1, 1, 1000)
+norm = fastgd.clip_grad_norm_(g, 1.0)
+res = fastgd.minimize(lambda x: (x @ x, 2 * x), np.ones(5), jac=True, method="sgd",
+                      options=dict(lr=0.1, maxiter=50))
+print(repr(float(norm)), res.x.tobytes().hex(), g.tobytes().hex())
+"""
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_damaged_cache_of_fastgds_own_numba_functions_recovers(tmp_path, damage):
+    numba_cache = tmp_path / "numba"
+    env = _env(NUMBA_CACHE_DIR=str(numba_cache), FASTGD_CACHE_DIR=str(tmp_path / "fastgd"))
+    first = _python(OWN_FUNCTIONS, env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    files = [f for f in numba_cache.rglob("*") if f.suffix in (".nbi", ".nbc")]
+    own = [f for f in files if "clip" in f.name or "_measures" in f.name]
+    assert own, sorted(f.name for f in files)
+    for f in own:
+        f.write_bytes(b"" if damage == "truncate" else os.urandom(64))
+    second = _python(OWN_FUNCTIONS, env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stdout == first.stdout  # the same numbers, recompiled
+    assert "damaged numba cache files" in second.stderr
+    third = _python(OWN_FUNCTIONS, env)  # the repaired cache loads silently
+    assert third.returncode == 0 and third.stdout == first.stdout
+    assert "damaged" not in third.stderr

@@ -8,9 +8,12 @@ import math
 import numba
 import numpy as np
 
+from fastgd import kernel_cache
+
 
 # The per-step bookkeeping, fused into one pass. ``reassoc`` lets LLVM vectorize
 # the float64 sum; it changes only the summation order, never NaN semantics.
+@kernel_cache.repair_on_damage
 @numba.njit(error_model="numpy", cache=True, nogil=True, fastmath={"reassoc"})
 def _gradient_measures(x, g, l1):
     """``(finite, optimality, l2)`` of the gradient ``g`` at ``x``, in float64.

@@ -213,6 +213,20 @@ def betas(name: str, value) -> tuple[float, float]:
     return unit_interval(f"{name}[0]", b1), unit_interval(f"{name}[1]", b2)
 
 
+#: The largest step count: bias corrections raise ``beta ** t`` with ``t`` a
+#: Python int, which must convert to a float.
+MAX_STEP = 2**63 - 1
+
+
+def step_count(name: str, value, minimum: int) -> int:
+    """An int step count in ``[minimum, MAX_STEP]`` (bools refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"invalid {name} {value!r} (expected an int >= {minimum})")
+    if not minimum <= value <= MAX_STEP:
+        raise ValueError(f"invalid {name} {value!r} (expected an int in [{minimum}, 2**63 - 1])")
+    return int(value)
+
+
 def flag(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
@@ -221,7 +235,7 @@ def flag(name: str, value) -> bool:
 
 def choice(*options: str):
     def check(name: str, value) -> str:
-        if value not in options:
+        if not isinstance(value, str) or value not in options:
             raise ValueError(f"Invalid {name}: {value!r} (expected one of {options})")
         return value
 

@@ -32,8 +32,7 @@ def _functional(name: str, cls):
 
     def update(params, grad, *, step: int, host: dict | None = None, backend: str = "auto",
                **kwargs) -> dict:  # fmt: skip
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-            raise ValueError(f"step must be an int >= 1 (the number of this update), got {step!r}")
+        _checks.step_count("step (the number of this update)", step, 1)
         states = {k: kwargs.pop(k) for k in rule.states if k in kwargs}
         states = {k: v for k, v in states.items() if v is not None}
         opt = cls(params, backend=backend, **kwargs)

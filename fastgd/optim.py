@@ -393,6 +393,8 @@ class Optimizer:
             )
         dtype = self._dtype
         try:
+            if not isinstance(sd["dtype"], (str, np.dtype)):
+                raise TypeError
             sd_dtype = np.dtype(sd["dtype"])
         except TypeError:
             raise TypeError(f"state dict 'dtype' {sd['dtype']!r} is not a dtype") from None
@@ -405,12 +407,7 @@ class Optimizer:
             and tuple(shape) == self._shape
         ):
             raise ValueError(f"state dict shape {shape!r} != params shape {self._shape}")
-        step = sd["step"]
-        if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
-            raise ValueError(f"invalid step {step!r} (expected an int >= 0)")
-        if step < 0:
-            raise ValueError(f"invalid step {step!r} (expected an int >= 0)")
-        step = int(step)
+        step = _checks.step_count("step", sd["step"], 0)
         values = self._checked_hyperparameters(sd["hyperparameters"])
         arrays = self._checked_state(sd["state"])
         host = sd["host"]

@@ -39,7 +39,7 @@ def prologue(p, g, maximize, l2, decoupled, l1_sub, wd, decay, l1):
     """Apply the transforms every rule shares, in torch's order.
 
     ``g = -g`` (maximize); ``g = g + wd * p`` (coupled L2);
-    ``g = g + l1 * sign(p)`` (L1 subgradient); ``p = p * decay`` with
+    ``g = g + l1 * sign(p)`` (L1 subgradient, ``sign(NaN) = NaN``); ``p = p * decay`` with
     ``decay = 1 - lr * wd`` (decoupled weight decay, AdamW).
     """
     if maximize:
@@ -51,6 +51,8 @@ def prologue(p, g, maximize, l2, decoupled, l1_sub, wd, decay, l1):
             g = g + l1
         elif p < 0:
             g = g - l1
+        elif p != p:  # sign(NaN) is NaN: a NaN parameter makes its state NaN too
+            g = g + p
     if decoupled:
         p = p * decay
     return p, g

@@ -164,6 +164,8 @@ BAD_HYPERPARAMETERS: list[Bad] = [
     Bad("l1-nan", {"l1": math.nan}),
     Bad("l1_mode-bogus", {"l1_mode": "bogus"}),
     Bad("l1_mode-none", {"l1_mode": None}),
+    Bad("l1_mode-array", {"l1_mode": np.array(["proximal", "x"])}),
+    Bad("l1_mode-0d-array", {"l1_mode": np.array("proximal")}),
     *[
         Bad(f"{flag}-{label}", {flag: value}, applies=check_is(_checks.flag)(flag))
         for flag in flag_names()
@@ -498,6 +500,8 @@ BAD_STATE_DICTS: list[tuple[str, type[Exception], Callable[[str, dict], Any]]] =
     ("shape-not-a-sequence", ValueError, _with(("shape",), 10)),
     ("shape-floats", ValueError, _with(("shape",), (2.0, 5.0))),
     ("dtype-not-a-dtype", TypeError, _with(("dtype",), "no-such-dtype")),
+    ("dtype-none", TypeError, _with(("dtype",), None)),
+    ("step-beyond-int64", ValueError, _with(("step",), 10**400)),
 ]
 
 
@@ -613,7 +617,7 @@ def test_functional_explicit_none_state_means_missing():
     assert _snapshot_arrays(p, g, *states.values()) == before
 
 
-@pytest.mark.parametrize("step", [0, -1, 1.5, 2.0, True, "1", None], ids=repr)
+@pytest.mark.parametrize("step", [0, -1, 1.5, 2.0, True, "1", None, 2**63], ids=repr)
 @pytest.mark.parametrize("name", RULE_NAMES)
 def test_functional_bad_step_raises_value_error(name, step):
     p, g, states, kwargs = _functional_setup(name)

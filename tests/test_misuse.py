@@ -257,3 +257,20 @@ def test_unknown_public_attribute_is_refused(name):
     with pytest.raises(AttributeError, match="'rule'"):
         opt.rule = fastgd.OPTIMIZERS["sgd"].rule
     assert not hasattr(opt, "learning_rate") and type(opt).rule is opt.rule
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_l1_subgradient_of_a_nan_parameter_is_nan(name):
+    """sign(NaN) = NaN, as np.sign: a NaN parameter stays NaN and so does the
+    state it feeds; the other elements are exact."""
+    x = np.array([np.nan, 0.5, -0.25, 0.0])
+    ref = x[1:].copy()
+    opt = make(name, x, l1=0.1)
+    other = make(name, ref, l1=0.1)
+    g = np.array([1.0, 0.5, -2.0, 0.25])
+    opt.step(g)
+    other.step(g[1:].copy())
+    assert np.isnan(x[0]) and x[1:].tobytes() == ref.tobytes()
+    for key, arr in opt.state.items():
+        assert np.isnan(arr[0]), key
+        assert arr[1:].tobytes() == other.state[key].tobytes(), key

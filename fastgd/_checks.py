@@ -227,6 +227,29 @@ def step_count(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+def show(value) -> str:
+    """``repr(value)``, short for huge integers (which may not even have a str)."""
+    if isinstance(value, numbers.Integral) and abs(int(value)) > 2**64:
+        return f"an integer of {abs(int(value)).bit_length()} bits"
+    return repr(value)
+
+
+def rng(seed) -> np.random.Generator:
+    """``np.random.default_rng(seed)``, with errors that name ``seed``:
+    ``TypeError`` for a seed of the wrong kind (a bool, a float, a string),
+    ``ValueError`` for a negative one. A Generator is used as it is."""
+    accepted = (
+        "seed must be None, an int >= 0, a sequence of such ints, or a SeedSequence, "
+        "BitGenerator or Generator"
+    )
+    if isinstance(seed, (bool, np.bool_)):  # an int to numpy, but surely a mistake
+        raise TypeError(f"{accepted}; got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{accepted}; got {show(seed)} ({e})") from None
+
+
 def flag(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")

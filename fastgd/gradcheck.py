@@ -70,13 +70,6 @@ class GradCheckResult:
         )
 
 
-def _show(value) -> str:
-    """``repr(value)``, short for huge integers (which may not even have a str)."""
-    if isinstance(value, numbers.Integral) and abs(int(value)) > 2**64:
-        return f"an integer of {abs(int(value)).bit_length()} bits"
-    return repr(value)
-
-
 def _positive(name: str, value) -> float:
     """A finite real number > 0 (not a bool) as a float, or a ``ValueError`` naming ``name``."""
     if not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real):
@@ -86,18 +79,7 @@ def _positive(name: str, value) -> float:
             v = math.inf
         if 0.0 < v < math.inf:
             return v
-    raise ValueError(f"{name} must be a positive finite number, got {_show(value)}")
-
-
-def _rng(seed) -> np.random.Generator:
-    """``numpy.random.default_rng(seed)``, or a ``ValueError`` naming ``seed``."""
-    accepted = "None, an integer >= 0 or a numpy.random.Generator"
-    if isinstance(seed, (bool, np.bool_)):
-        raise ValueError(f"seed must be {accepted}, got {seed!r}")
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"seed must be {accepted}, got {_show(seed)} ({e})") from None
+    raise ValueError(f"{name} must be a positive finite number, got {_checks.show(value)}")
 
 
 def _real_array(value, what: str) -> np.ndarray:
@@ -221,7 +203,7 @@ def check_grad(
     eps = _positive("eps", eps)
     if floor is not None:
         floor = _positive("floor", floor)
-    rng = _rng(seed)
+    rng = _checks.rng(seed)
     x0 = _real_array(x, "x")
     if x0.size == 0:
         raise ValueError("x is empty: there is nothing to check")

@@ -30,7 +30,6 @@ import numbers
 import numpy as np
 
 from fastgd import _checks
-from fastgd.gradcheck import _rng, _show
 
 __all__ = [
     "PROBLEMS",
@@ -263,7 +262,7 @@ class IllConditionedQuadratic(Problem):
         condition = _checks.real("condition", condition)
         if not 1.0 <= condition:
             raise ValueError(f"Invalid condition: {condition} (must be finite and >= 1)")
-        rng = _rng(seed)
+        rng = _checks.rng(seed)
         self.n = n
         self.condition = condition
         self.tol = _tol(tol)
@@ -376,7 +375,7 @@ class LeastSquares(_DataProblem):
         n_samples = _count("n_samples", n_samples)
         n_features = _count("n_features", n_features)
         noise = _checks.nonnegative("noise", noise)
-        rng = _rng(seed)
+        rng = _checks.rng(seed)
         X = rng.standard_normal((n_samples, n_features))
         w_true = rng.standard_normal(n_features)
         y = X @ w_true + noise * rng.standard_normal(n_samples)
@@ -418,7 +417,7 @@ class LeastSquares(_DataProblem):
         slope = _checks.real("slope", slope)
         intercept = _checks.real("intercept", intercept)
         noise = _checks.nonnegative("noise", noise)
-        rng = _rng(seed)
+        rng = _checks.rng(seed)
         t = np.linspace(0.0, 1.0, n_samples)
         y = slope * t + intercept + noise * rng.standard_normal(n_samples)
         problem = cls.from_data(np.column_stack([t, np.ones(n_samples)]), y, tol=tol)
@@ -551,7 +550,7 @@ class LogisticRegression(_Regularized):
         self.tol = _tol(tol)
         self.n_samples = n_samples
         self._args = dict(n_samples=n_samples, n_features=self.n, l2=self.l2, seed=seed)
-        rng = _rng(seed)
+        rng = _checks.rng(seed)
         X, w_true = _log_loss_data(rng, n_samples, self.n)
         y = (rng.random(n_samples) < _sigmoid(X @ w_true)).astype(np.float64)
         self.X, self.y = _readonly(X), _readonly(y)
@@ -631,7 +630,7 @@ class SoftmaxRegression(_Regularized):
         self.n_samples = n_samples
         self._args = dict(n_samples=n_samples, n_features=n_features, n_classes=self.n_classes,
                           l2=self.l2, seed=seed)  # fmt: skip
-        rng = _rng(seed)
+        rng = _checks.rng(seed)
         X, _ = _log_loss_data(rng, n_samples, n_features)
         W_true = rng.standard_normal((n_features, self.n_classes)) * (2.0 / math.sqrt(n_features))
         labels = np.argmax(X @ W_true + rng.gumbel(size=(n_samples, self.n_classes)), axis=1)
@@ -690,7 +689,9 @@ def _count(name: str, value, minimum: int = 1) -> int:
         or not isinstance(value, numbers.Integral)
         or not minimum <= value <= 2**63 - 1
     ):
-        raise ValueError(f"{name} must be an integer in [{minimum}, 2**63 - 1], got {_show(value)}")
+        raise ValueError(
+            f"{name} must be an integer in [{minimum}, 2**63 - 1], got {_checks.show(value)}"
+        )
     return int(value)
 
 

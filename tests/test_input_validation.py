@@ -370,10 +370,10 @@ BAD_GRADCHECK = table(
     ("floor-inf", dict(floor=math.inf), ValueError, "floor"),
     ("n_coords-bool", dict(n_coords=True), ValueError, "n_coords"),
     ("n_coords-negative", dict(n_coords=-1), ValueError, "n_coords"),
-    ("seed-bool", dict(seed=True), ValueError, "seed"),
+    ("seed-bool", dict(seed=True), TypeError, "seed"),
     ("seed-negative", dict(seed=-1), ValueError, "seed"),
-    ("seed-float", dict(seed=1.5), ValueError, "seed"),
-    ("seed-str", dict(seed="a"), ValueError, "seed"),
+    ("seed-float", dict(seed=1.5), TypeError, "seed"),
+    ("seed-str", dict(seed="a"), TypeError, "seed"),
     ("x-masked", dict(x=masked([1.0, 2.0], [0, 1])), TypeError, "x is a masked"),
     ("x-bool", dict(x=np.array([True, False])), ValueError, "x must be real"),
     ("x-object", dict(x=np.array([1.0, 2.0], dtype=object)), ValueError, "x must be real"),
@@ -437,9 +437,6 @@ BAD_PROBLEM_ARGS = table(
     ("condition-str", lambda: P.IllConditionedQuadratic(5, "10"), "condition"),
     ("condition-huge", lambda: P.IllConditionedQuadratic(5, BIG), "condition"),
     ("condition-inf", lambda: P.IllConditionedQuadratic(5, math.inf), "condition"),
-    ("seed-bool", lambda: P.IllConditionedQuadratic(5, seed=True), "seed"),
-    ("seed-negative", lambda: P.LeastSquares(5, 2, seed=-1), "seed"),
-    ("seed-float", lambda: P.LogisticRegression(5, 2, seed=1.5), "seed"),
     ("noise-negative", lambda: P.LeastSquares(5, 2, noise=-0.1), "noise"),
     ("noise-str", lambda: P.LeastSquares(5, 2, noise="0.1"), "noise"),
     ("noise-inf", lambda: P.LeastSquares.line_fit(noise=math.inf), "noise"),
@@ -458,6 +455,21 @@ BAD_PROBLEM_ARGS = table(
 @pytest.mark.parametrize(("make", "name"), BAD_PROBLEM_ARGS)
 def test_problem_bad_construction(make, name):
     with pytest.raises(ValueError, match=name):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        pytest.param(lambda: P.IllConditionedQuadratic(5, seed=True), TypeError, id="bool"),
+        pytest.param(lambda: P.LeastSquares(5, 2, seed=-1), ValueError, id="negative"),
+        pytest.param(lambda: P.LogisticRegression(5, 2, seed=1.5), TypeError, id="float"),
+    ],
+)
+def test_problem_bad_seed(make, error):
+    """One seed check for every entry point (fastgd._checks.rng): TypeError for
+    the wrong kind, ValueError for a negative value, naming seed."""
+    with pytest.raises(error, match="^seed must be None, an int >= 0"):
         make()
 
 

@@ -23,7 +23,6 @@ from fastgd.driver._validate import (
     _nonneg,
     _optional_callable,
     _real_scalar,
-    _rng,
     _split_options,
     _start,
 )
@@ -82,7 +81,7 @@ class _Run:
             raise ValueError("mini-batch mode needs both batch_size and n_samples")
         self.batched = batch_size is not None
         self.shuffle = _checks.flag("shuffle", shuffle)
-        self.rng = _rng(seed)
+        self.rng = _checks.rng(seed)
         if self.batched:
             self.n_samples = _integer("n_samples", n_samples, 1)
             self.batch_size = min(_integer("batch_size", batch_size, 1), self.n_samples)

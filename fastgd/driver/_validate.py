@@ -92,20 +92,6 @@ def _early_stopping(settings) -> dict | None:
     }
 
 
-def _rng(seed) -> np.random.Generator:
-    """``np.random.default_rng(seed)``, with errors that name ``seed``."""
-    accepted = (
-        "seed must be None, an int >= 0, a sequence of such ints, or a SeedSequence, "
-        "BitGenerator or Generator"
-    )
-    if isinstance(seed, (bool, np.bool_)):  # an int to numpy, but surely a mistake
-        raise TypeError(f"{accepted}; got {seed!r}")
-    try:
-        return np.random.default_rng(seed)
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"{accepted}; got {seed!r} ({e})") from None
-
-
 def _start(x0, dtype) -> np.ndarray:
     """A validated, C-contiguous copy of ``x0`` in ``dtype`` (float64 by default)."""
     if dtype is None:

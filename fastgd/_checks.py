@@ -228,8 +228,8 @@ def step_count(name: str, value, minimum: int) -> int:
 
 
 def show(value) -> str:
-    """``repr(value)``, short for huge integers (which may not even have a str)."""
-    if isinstance(value, numbers.Integral) and abs(int(value)) > 2**64:
+    """``repr(value)``, short for integers beyond int64 (which may not even have a str)."""
+    if isinstance(value, numbers.Integral) and abs(int(value)) > MAX_STEP:
         return f"an integer of {abs(int(value)).bit_length()} bits"
     return repr(value)
 

@@ -337,7 +337,7 @@ def _run_bench(args) -> int:
 
 
 def _run_bench_cuda(args) -> int:
-    from fastgd import bench_cuda
+    from fastgd.bench import cuda as bench_cuda
 
     try:
         device = bench_cuda.device_name()

@@ -1,0 +1,129 @@
+"""Measure fastgd against the memory ceiling and against torch.optim.
+
+The functions here back the ``fastgd bench`` command and are importable, so
+the asv suite can reuse the ceiling measurement.
+
+A CPU optimizer step is memory-bound, so every number is put next to the
+*memory ceiling*: a loop with the same traffic as the step and no arithmetic
+(:func:`fastgd.backends.ceiling_loops`). A step of a rule with ``k`` state
+arrays reads params, grad and the ``k`` states and writes params and the
+states, ``itemsize * N * (3 + 2 k)`` bytes (:func:`bytes_per_step`).
+
+Timings are medians of *interleaved* samples: each repetition times every
+contender in turn (rotating who goes first), so a burst of load from another
+process on a shared machine hits all of them alike instead of one.
+
+One module per benchmark family, over shared helpers; every public name is
+re-exported here (``fastgd.bench.run_bench``, ``fastgd.bench.crossover``, ...):
+
+- :mod:`fastgd.bench._timing`: argument checks, interleaved timing, the memory
+  ceiling, the machine description and table formatting;
+- :mod:`fastgd.bench.kernels`: the rule table (``fastgd bench``), torch.optim as
+  a contender;
+- :mod:`fastgd.bench.parallel`: serial / parallel / auto across sizes
+  (``--crossover``);
+- :mod:`fastgd.bench.coldstart`: import and first step in fresh processes
+  (``--startup``);
+- :mod:`fastgd.bench.cuda`: the GPU table (``--backend cuda``), imported on use.
+
+``SMALL_N``, ``SMALL_N_MIN_STEPS``, ``random_arrays`` and ``_run_child`` are read
+from this package when a benchmark runs, so rebinding them here takes effect.
+"""
+
+from fastgd.bench._timing import (
+    BENCH_COLUMNS,
+    BENCH_HYPERPARAMETERS,
+    DEFAULT_REPEAT,
+    MIN_SAMPLE_TIME,
+    NOISY_OTHERS_FRACTION,
+    SMALL_N,
+    SMALL_N_MIN_STEPS,
+    Timing,
+    bench_hyperparameters,
+    bytes_per_step,
+    ceiling_step,
+    ceiling_time,
+    cpu_model,
+    finish_info,
+    format_header,
+    format_n,
+    format_table,
+    interleaved_medians,
+    machine_info,
+    random_arrays,
+    resolved_backend,
+    steps_per_sample,
+)
+from fastgd.bench.coldstart import (
+    STARTUP_CHILDREN,
+    STARTUP_COLUMNS,
+    startup,
+    startup_rows,
+    startup_summary,
+)
+from fastgd.bench.coldstart import (
+    _run_child as _run_child,  # rebound and called by the tests
+)
+from fastgd.bench.kernels import (
+    DEFAULT_SIZES,
+    TORCH_OPTIMIZERS,
+    bench_columns,
+    bench_notes,
+    measure_rule,
+    run_bench,
+    torch_equivalent,
+    torch_step,
+    torch_time,
+)
+from fastgd.bench.parallel import (
+    CROSSOVER_COLUMNS,
+    CROSSOVER_SIZES,
+    crossover,
+    crossover_summary,
+)
+from fastgd.bench.parallel import (
+    _crossover_point as _crossover_point,  # called by the tests
+)
+
+__all__ = [
+    "BENCH_COLUMNS",
+    "BENCH_HYPERPARAMETERS",
+    "CROSSOVER_COLUMNS",
+    "CROSSOVER_SIZES",
+    "DEFAULT_REPEAT",
+    "DEFAULT_SIZES",
+    "MIN_SAMPLE_TIME",
+    "NOISY_OTHERS_FRACTION",
+    "SMALL_N",
+    "SMALL_N_MIN_STEPS",
+    "STARTUP_CHILDREN",
+    "STARTUP_COLUMNS",
+    "TORCH_OPTIMIZERS",
+    "Timing",
+    "bench_columns",
+    "bench_hyperparameters",
+    "bench_notes",
+    "bytes_per_step",
+    "ceiling_step",
+    "ceiling_time",
+    "cpu_model",
+    "crossover",
+    "crossover_summary",
+    "finish_info",
+    "format_header",
+    "format_n",
+    "format_table",
+    "interleaved_medians",
+    "machine_info",
+    "measure_rule",
+    "random_arrays",
+    "resolved_backend",
+    "run_bench",
+    "startup",
+    "startup_rows",
+    "startup_summary",
+    "steps_per_sample",
+    "torch_equivalent",
+    "torch_step",
+    "torch_time",
+]

@@ -331,6 +331,24 @@ class Optimizer:
         d["_host"] = host
         d["_steps"] = t
 
+    def _step_range(self, grad: np.ndarray, lo: int, hi: int, t: int, host: dict) -> None:
+        """Update elements ``[lo, hi)`` of the flat parameters as step ``t``.
+
+        For adapters that keep a step count and host state per tensor inside
+        one flat buffer (``fastgd.torch``): the same plan, prologue/epilogue
+        flags and compiled loop as :meth:`step`, on a slice. ``host`` is
+        updated in place; this optimizer's own step count and host state are
+        not touched. Host arrays only; ``grad`` must already be validated (1-D,
+        C-contiguous, the parameters' dtype and size, not overlapping them).
+        """
+        plan = self._plan
+        if plan is None or plan.generation != config._generation:
+            plan = self._make_plan()
+        flags, scalars = plan.prepare(plan.hp, t, host)
+        loop = plan.loops.get(flags) or self._loop(plan, flags)
+        states = [s[lo:hi] for s in plan.states]
+        loop(self._flat_params[lo:hi], grad[lo:hi], *states, plan.common_scalars + scalars)
+
     # -- state ------------------------------------------------------------------
 
     def state_dict(self) -> dict:

@@ -208,7 +208,9 @@ def _add_bench(subparsers) -> None:
             "Time one optimizer step per rule and size: us/step, GB/s, fraction of the "
             "memory ceiling (a loop with the same traffic) and speed-up over torch.optim. "
             "--crossover times the serial, parallel and auto loops of one rule across sizes; "
-            "--startup times import + first step in fresh processes."
+            "--startup times import + first step in fresh processes; "
+            "--torch times fastgd.torch against torch.optim on real models (step and "
+            "training iteration)."
         ),
     )
     p.add_argument("--rules", type=_rules, help="comma-separated rules (default: all)")
@@ -235,6 +237,13 @@ def _add_bench(subparsers) -> None:
     )
     mode.add_argument(
         "--startup", action="store_true", help="import + first-step time in fresh processes"
+    )
+    mode.add_argument(
+        "--torch",
+        action="store_true",
+        help="fastgd.torch vs torch.optim vs the bare kernel on an MLP, a transformer and a "
+        "1e7-parameter model: step and training iteration (--rules, default "
+        f"{','.join(bench.TORCH_BENCH_RULES)}; --repeat default {bench.TORCH_BENCH_REPEAT})",
     )
     p.add_argument(
         "--json",
@@ -285,8 +294,20 @@ def _startup(args, info) -> tuple[dict, str]:
     return result, "\n\n".join([table, bench.startup_summary(result)])
 
 
+def _torch(args, info) -> tuple[dict, str]:
+    rows = bench.run_torch_bench(
+        args.rules, None, args.repeat or bench.TORCH_BENCH_REPEAT, progress=_progress
+    )
+    table = bench.format_table(rows, args.markdown, bench.TORCH_COLUMNS)
+    return {"rows": rows}, "\n\n".join([table, bench.torch_notes(rows)])
+
+
 def _bench_conflict(args) -> str | None:
     """Why the flags of ``fastgd bench`` do not go together, or None."""
+    if args.torch and (args.sizes or args.backend != "auto" or args.dtype != "float32"):
+        return "--torch times fixed float32 models on the CPU; drop --sizes, --backend and --dtype"
+    if args.torch and args.no_torch:
+        return "--torch compares with torch; drop --no-torch"
     if args.crossover and args.rules and len(args.rules) != 1:
         return "--crossover: give one rule with --rules"
     if args.backend == "cuda" and (args.crossover or args.startup):
@@ -319,9 +340,18 @@ def _run_bench(args) -> int:
         return 2
     if args.backend == "cuda":
         return _run_bench_cuda(args)
+    if args.torch:
+        try:
+            bench.import_torch_adapter()
+        except ImportError as e:
+            print(f"fastgd bench --torch: {e}", file=sys.stderr)
+            return 2
     with_torch = not (args.no_torch or args.crossover or args.startup)
     info = bench.machine_info(args.dtype, with_torch=with_torch)
-    measure = _crossover if args.crossover else _startup if args.startup else _table
+    if args.torch:
+        measure = _torch
+    else:
+        measure = _crossover if args.crossover else _startup if args.startup else _table
     try:
         result, output = measure(args, info)
     except MemoryError as e:

@@ -23,9 +23,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `benchmarks` is a package at the repository root
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import ceiling, common, compilation, memory, minimize, step  # noqa: E402
+from benchmarks import (  # noqa: E402
+    ceiling,
+    common,
+    compilation,
+    memory,
+    minimize,
+    step,
+    torch_adapter,
+)
 
-MODULES = (ceiling, compilation, memory, minimize, step)
+MODULES = (ceiling, compilation, memory, minimize, step, torch_adapter)
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TWO_RULES = ["sgd", "adam"]
 
@@ -33,7 +41,7 @@ TWO_RULES = ["sgd", "adam"]
 EXPECTED = {
     "time_step", "track_fraction_of_ceiling", "track_gbps", "track_speedup_vs_torch",
     "time_compile", "peakmem_step", "peakmem_arrays", "track_step_allocated_bytes",
-    "time_minimize", "time_step_cuda",
+    "time_minimize", "time_step_cuda", "track_step_time_vs_torch",
 }  # fmt: skip
 
 
@@ -64,7 +72,8 @@ def test_parameters_cover_the_registry():
     for cls in _benchmark_classes():
         assert len(cls.params) == len(cls.param_names), cls
         if "rule" not in cls.param_names:
-            assert cls is minimize.Minimize  # over the problems and methods of fastgd compare
+            # over the problems and methods of fastgd compare / over the torch models
+            assert cls in (minimize.Minimize, torch_adapter.TorchAdapter)
             continue
         values = cls.params[cls.param_names.index("rule")]
         if cls is ceiling.TorchSpeedup:
@@ -85,6 +94,7 @@ def test_asv_discovers_the_suite():
     assert found["track_fraction_of_ceiling"].unit == "fraction"
     assert found["track_gbps"].unit == "GB/s"
     assert found["track_step_allocated_bytes"].unit == "bytes"
+    assert found["track_step_time_vs_torch"].unit == "fraction of torch's time"
 
 
 @pytest.mark.parametrize("rule", TWO_RULES)

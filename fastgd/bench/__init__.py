@@ -24,10 +24,13 @@ re-exported here (``fastgd.bench.run_bench``, ``fastgd.bench.crossover``, ...):
   (``--crossover``);
 - :mod:`fastgd.bench.coldstart`: import and first step in fresh processes
   (``--startup``);
+- :mod:`fastgd.bench.torch_models`: :mod:`fastgd.torch` against torch.optim on
+  real models (``--torch``), torch imported on use;
 - :mod:`fastgd.bench.cuda`: the GPU table (``--backend cuda``), imported on use.
 
-``SMALL_N``, ``SMALL_N_MIN_STEPS``, ``random_arrays`` and ``_run_child`` are read
-from this package when a benchmark runs, so rebinding them here takes effect.
+``SMALL_N``, ``SMALL_N_MIN_STEPS``, ``random_arrays``, ``_run_child``,
+``TORCH_MODELS``, ``TORCH_MIN_TIME`` and ``TORCH_WARMUP_STEPS`` are read from
+this package when a benchmark runs, so rebinding them here takes effect.
 """
 
 from fastgd.bench._timing import (
@@ -84,8 +87,23 @@ from fastgd.bench.parallel import (
 from fastgd.bench.parallel import (
     _crossover_point as _crossover_point,  # called by the tests
 )
+from fastgd.bench.torch_models import (
+    ADAPTER_CLASSES,
+    TORCH_BENCH_REPEAT,
+    TORCH_BENCH_RULES,
+    TORCH_COLUMNS,
+    TORCH_MIN_TIME,
+    TORCH_MODELS,
+    TORCH_WARMUP_STEPS,
+    TorchModel,
+    measure_torch_model,
+    run_torch_bench,
+    torch_notes,
+)
+from fastgd.bench.torch_models import import_adapter as import_torch_adapter
 
 __all__ = [
+    "ADAPTER_CLASSES",
     "BENCH_COLUMNS",
     "BENCH_HYPERPARAMETERS",
     "CROSSOVER_COLUMNS",
@@ -98,8 +116,15 @@ __all__ = [
     "SMALL_N_MIN_STEPS",
     "STARTUP_CHILDREN",
     "STARTUP_COLUMNS",
+    "TORCH_BENCH_REPEAT",
+    "TORCH_BENCH_RULES",
+    "TORCH_COLUMNS",
+    "TORCH_MIN_TIME",
+    "TORCH_MODELS",
+    "TORCH_WARMUP_STEPS",
     "TORCH_OPTIMIZERS",
     "Timing",
+    "TorchModel",
     "bench_columns",
     "bench_hyperparameters",
     "bench_notes",
@@ -115,15 +140,19 @@ __all__ = [
     "format_table",
     "interleaved_medians",
     "machine_info",
+    "import_torch_adapter",
     "measure_rule",
+    "measure_torch_model",
     "random_arrays",
     "resolved_backend",
     "run_bench",
+    "run_torch_bench",
     "startup",
     "startup_rows",
     "startup_summary",
     "steps_per_sample",
     "torch_equivalent",
+    "torch_notes",
     "torch_step",
     "torch_time",
 ]

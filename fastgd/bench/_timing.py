@@ -459,7 +459,7 @@ BENCH_COLUMNS = (
 )
 
 
-_LEFT = {"rule", "backend", "auto ran", "process"}
+_LEFT = {"rule", "backend", "auto ran", "process", "model", "torch impl"}
 
 
 def format_table(rows: list[dict], markdown: bool = False, columns=BENCH_COLUMNS) -> str:

@@ -185,10 +185,7 @@ class Optimizer:
     def resolved_backend(self) -> str:
         """The loop the next step runs: ``"serial"``, ``"parallel"`` or ``"cuda"``
         (what ``backend="auto"`` resolves to for this array and configuration)."""
-        plan = self._plan
-        if plan is None or plan.generation != config._generation:
-            plan = self._make_plan()
-        return plan.backend
+        return self._current_plan().backend
 
     # -- hyperparameters ------------------------------------------------------
 
@@ -241,6 +238,14 @@ class Optimizer:
             self._state[name] = full
             arr = self._flat_state[name] = full.reshape(full.size)
         return arr
+
+    def _current_plan(self) -> _Plan:
+        """The cached plan, made again after a hyperparameter or a
+        ``fastgd.config`` setting changed."""
+        plan = self._plan
+        if plan is None or plan.generation != config._generation:
+            plan = self._make_plan()
+        return plan
 
     def _make_plan(self) -> _Plan:
         """Everything a step needs that depends only on the hyperparameters."""
@@ -319,9 +324,7 @@ class Optimizer:
             else:
                 g = _checks.check_grad(grad, self._array)
             launch = ()
-        plan = self._plan
-        if plan is None or plan.generation != config._generation:
-            plan = self._make_plan()
+        plan = self._current_plan()
         t = self._steps + 1
         host = self._host.copy()
         flags, scalars = plan.prepare(plan.hp, t, host)
@@ -341,9 +344,7 @@ class Optimizer:
         not touched. Host arrays only; ``grad`` must already be validated (1-D,
         C-contiguous, the parameters' dtype and size, not overlapping them).
         """
-        plan = self._plan
-        if plan is None or plan.generation != config._generation:
-            plan = self._make_plan()
+        plan = self._current_plan()
         flags, scalars = plan.prepare(plan.hp, t, host)
         loop = plan.loops.get(flags) or self._loop(plan, flags)
         states = [s[lo:hi] for s in plan.states]

@@ -24,22 +24,10 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from fastgd import optimizers as _optimizers
 from fastgd.optimizers import OPTIMIZERS
 
-__all__ = [
-    "SGD",
-    "Momentum",
-    "Adagrad",
-    "RMSprop",
-    "Adadelta",
-    "Adam",
-    "AdamW",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "Lion",
-    "FlatOptimizer",
-]
+__all__ = [*_optimizers.__all__, "FlatOptimizer"]  # the same class names as fastgd's
 
 #: torch.optim keywords accepted for a drop-in swap, with the only values allowed
 #: (``None`` = any): fastgd's loop is always one fused pass, so ``foreach`` and

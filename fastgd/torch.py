@@ -330,34 +330,39 @@ class FlatOptimizer(torch.optim.Optimizer):
 
     def _step_buffer(self, buf: _Buffer, have: list[bool]) -> None:
         n = len(have)
+        if all(have) and _uniform(buf):  # the common case: one kernel call
+            self._step_run(buf, 0, n)
+            return
         steps = buf.steps_np.tolist()
-        hosts = [(name, arr.tolist()) for name, (_, arr) in buf.host.items()]
-        host_arrays = [(name, arr) for name, (_, arr) in buf.host.items()]
-        bounds = buf.bounds
-        step_range = buf.opt._step_range
+        hosts = [arr.tolist() for _, arr in buf.host.values()]
         i = 0
         while i < n:
             if not have[i]:
                 i += 1
                 continue
-            key = (steps[i], *(values[i] for _, values in hosts))
+            key = (steps[i], *(values[i] for values in hosts))
             j = i + 1
-            while j < n and have[j] and (steps[j], *(v[j] for _, v in hosts)) == key:
+            while j < n and have[j] and (steps[j], *(v[j] for v in hosts)) == key:
                 j += 1
-            t = int(steps[i]) + 1
-            host = {name: values[i] for name, values in hosts}
-            started = host.get("momentum_started", True)
-            step_range(buf.np_grad, bounds[i], bounds[j], t, host)
-            if buf.has_step:
-                buf.steps_np[i:j] = t
-            for name, arr in host_arrays:
-                arr[i:j] = host[name]
-            if (buf.has_step and t == 1) or not started and host["momentum_started"]:
-                # first step of these tensors (SGD: first with momentum): torch
-                # creates their state now
-                for k in range(i, j):
-                    self.state[buf.params[k]] = buf.state_of(k)
+            self._step_run(buf, i, j)
             i = j
+
+    def _step_run(self, buf: _Buffer, i: int, j: int) -> None:
+        """One kernel call for tensors ``[i, j)`` of ``buf``, which share their
+        step count and host scalars."""
+        t = int(buf.steps_np[i]) + 1
+        host = {name: arr[i].item() for name, (_, arr) in buf.host.items()}
+        started = host.get("momentum_started", True)
+        buf.opt._step_range(buf.np_grad, buf.bounds[i], buf.bounds[j], t, host)
+        if buf.has_step:
+            buf.steps_np[i:j] = t
+        for name, (_, arr) in buf.host.items():
+            arr[i:j] = host[name]
+        if (buf.has_step and t == 1) or not started and host["momentum_started"]:
+            # first step of these tensors (SGD: first with momentum): torch
+            # creates their state now
+            for k in range(i, j):
+                self.state[buf.params[k]] = buf.state_of(k)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients, as torch.
@@ -458,6 +463,12 @@ class FlatOptimizer(torch.optim.Optimizer):
             "flat buffers are the model's parameters. Save opt.state_dict() (torch.save "
             "works) and load it into an optimizer made for the copied model."
         )
+
+
+def _uniform(buf: _Buffer) -> bool:
+    """Whether every tensor of ``buf`` has the same step count and host scalars
+    (checked on the arrays, since ``state[p]["step"]`` may be edited in place)."""
+    return all((arr == arr[0]).all() for arr in (buf.steps_np, *(a for _, a in buf.host.values())))
 
 
 def _sparse_message(where: str) -> str:

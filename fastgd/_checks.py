@@ -218,13 +218,16 @@ def betas(name: str, value) -> tuple[float, float]:
 MAX_STEP = 2**63 - 1
 
 
-def step_count(name: str, value, minimum: int) -> int:
-    """An int step count in ``[minimum, MAX_STEP]`` (bools refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"invalid {name} {value!r} (expected an int >= {minimum})")
-    if not minimum <= value <= MAX_STEP:
-        raise ValueError(f"invalid {name} {value!r} (expected an int in [{minimum}, 2**63 - 1])")
-    return int(value)
+def integer(name: str, value, minimum: int = 0, maximum: int | None = MAX_STEP) -> int:
+    """An int (Python or NumPy, not a bool) in ``[minimum, maximum]``: counts,
+    sizes and step numbers (``maximum=None``: no upper bound)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {show(value)}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"an integer in [{minimum}, 2**63 - 1]"
+        raise ValueError(f"Invalid {name}: {show(value)} (must be {bound})")
+    return value
 
 
 def show(value) -> str:

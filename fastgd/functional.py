@@ -32,7 +32,7 @@ def _functional(name: str, cls):
 
     def update(params, grad, *, step: int, host: dict | None = None, backend: str = "auto",
                **kwargs) -> dict:  # fmt: skip
-        _checks.step_count("step (the number of this update)", step, 1)
+        _checks.integer("step (the number of this update)", step, 1)
         states = {k: kwargs.pop(k) for k in rule.states if k in kwargs}
         states = {k: v for k, v in states.items() if v is not None}
         opt = cls(params, backend=backend, **kwargs)

@@ -426,7 +426,7 @@ class Optimizer:
             and tuple(shape) == self._shape
         ):
             raise ValueError(f"state dict shape {shape!r} != params shape {self._shape}")
-        step = _checks.step_count("step", sd["step"], 0)
+        step = _checks.integer("step", sd["step"], 0)
         values = self._checked_hyperparameters(sd["hyperparameters"])
         arrays = self._checked_state(sd["state"])
         host = sd["host"]

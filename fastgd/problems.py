@@ -25,7 +25,6 @@ fastgd optimizer stepping float32 parameters.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
@@ -174,7 +173,7 @@ class Rosenbrock(Problem):
     name = "rosenbrock"
 
     def __init__(self, n: int = 2, *, tol: float = 1e-6):
-        n = _count("n", n, minimum=2)
+        n = _checks.integer("n", n, 2)
         self.n = n
         self.tol = _tol(tol)
         self._args = dict(n=n)
@@ -258,7 +257,7 @@ class IllConditionedQuadratic(Problem):
     name = "quadratic"
 
     def __init__(self, n: int = 1000, condition: float = 1e3, seed=0, *, tol: float = 1e-6):
-        n = _count("n", n)
+        n = _checks.integer("n", n, 1)
         condition = _checks.real("condition", condition)
         if not 1.0 <= condition:
             raise ValueError(f"Invalid condition: {condition} (must be finite and >= 1)")
@@ -372,8 +371,8 @@ class LeastSquares(_DataProblem):
 
     def __init__(self, n_samples: int = 1000, n_features: int = 20, noise: float = 0.1,
                  seed=0, *, tol: float = 1e-6):  # fmt: skip
-        n_samples = _count("n_samples", n_samples)
-        n_features = _count("n_features", n_features)
+        n_samples = _checks.integer("n_samples", n_samples, 1)
+        n_features = _checks.integer("n_features", n_features, 1)
         noise = _checks.nonnegative("noise", noise)
         rng = _checks.rng(seed)
         X = rng.standard_normal((n_samples, n_features))
@@ -413,7 +412,7 @@ class LeastSquares(_DataProblem):
         ``y = slope * t + intercept + noise * e``, ``e`` standard normal from
         ``seed``; ``X = [t, 1]``.
         """
-        n_samples = _count("n_samples", n_samples, minimum=2)
+        n_samples = _checks.integer("n_samples", n_samples, 2)
         slope = _checks.real("slope", slope)
         intercept = _checks.real("intercept", intercept)
         noise = _checks.nonnegative("noise", noise)
@@ -544,8 +543,8 @@ class LogisticRegression(_Regularized):
 
     def __init__(self, n_samples: int = 1000, n_features: int = 20, l2: float = 1e-3, seed=0,
                  *, tol: float = 1e-6):  # fmt: skip
-        n_samples = _count("n_samples", n_samples)
-        self.n = _count("n_features", n_features)
+        n_samples = _checks.integer("n_samples", n_samples, 1)
+        self.n = _checks.integer("n_features", n_features, 1)
         self.l2 = self._check_l2(l2)
         self.tol = _tol(tol)
         self.n_samples = n_samples
@@ -620,9 +619,9 @@ class SoftmaxRegression(_Regularized):
 
     def __init__(self, n_samples: int = 1000, n_features: int = 20, n_classes: int = 5,
                  l2: float = 1e-3, seed=0, *, tol: float = 1e-6):  # fmt: skip
-        n_samples = _count("n_samples", n_samples)
-        n_features = _count("n_features", n_features)
-        self.n_classes = _count("n_classes", n_classes, minimum=2)
+        n_samples = _checks.integer("n_samples", n_samples, 1)
+        n_features = _checks.integer("n_features", n_features, 1)
+        self.n_classes = _checks.integer("n_classes", n_classes, 2)
         self.n_features = n_features
         self.n = n_features * self.n_classes
         self.l2 = self._check_l2(l2)
@@ -680,19 +679,6 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     from scipy.special import expit
 
     return expit(z)
-
-
-def _count(name: str, value, minimum: int = 1) -> int:
-    """An int (Python or NumPy, not bool) in ``[minimum, 2**63 - 1]``."""
-    if (
-        isinstance(value, (bool, np.bool_))
-        or not isinstance(value, numbers.Integral)
-        or not minimum <= value <= 2**63 - 1
-    ):
-        raise ValueError(
-            f"{name} must be an integer in [{minimum}, 2**63 - 1], got {_checks.show(value)}"
-        )
-    return int(value)
 
 
 def large_problem(n: int = 1_000_000, condition: float = 1e3, seed=0) -> IllConditionedQuadratic:

@@ -61,11 +61,7 @@ def _split_options(method: str, options) -> tuple[dict, dict]:
 
 
 def _integer(name: str, value, minimum: int = 0) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"Invalid {name}: {value} (must be >= {minimum})")
-    return int(value)
+    return _checks.integer(name, value, minimum, maximum=None)
 
 
 def _optional_callable(name: str, value):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 
-from fastgd.schedules._validate import _integer, _step_index
+from fastgd import _checks
+from fastgd.schedules._validate import _step_index
 
 
 def _times_power(x: float, base: float, k: int) -> float:
@@ -46,7 +47,7 @@ class Schedule(ABC):
 
     def values(self, n: int) -> list[float]:
         """The learning rates of the first ``n`` steps, ``[sched(0), ..., sched(n - 1)]``."""
-        n = _integer("n", n)
+        n = _checks.integer("n", n)
         return [self._lr(t) for t in range(n)]
 
     def __setattr__(self, name: str, value) -> None:

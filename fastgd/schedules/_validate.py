@@ -16,23 +16,11 @@ from fastgd import _checks as c
 _MAX_INT = 2**63 - 1
 
 
-def _integer(name: str, value, minimum: int = 0) -> int:
-    """An int (Python or NumPy, not bool) in ``[minimum, 2**63 - 1]``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {c.show(value)}")
-    value = int(value)
-    if not minimum <= value <= _MAX_INT:
-        raise ValueError(
-            f"Invalid {name}: {c.show(value)} (must be an integer in [{minimum}, 2**63 - 1])"
-        )
-    return value
-
-
 def _integers(name: str, values) -> tuple[int, ...]:
     """A sequence (any iterable but a string or mapping) of integers >= 0."""
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
         raise ValueError(f"{name} must be a sequence of integers >= 0, got {c.show(values)}")
-    return tuple(_integer(f"{name}[{i}]", m) for i, m in enumerate(values))
+    return tuple(c.integer(f"{name}[{i}]", m) for i, m in enumerate(values))
 
 
 def _positive(name: str, value) -> float:

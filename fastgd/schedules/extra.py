@@ -6,7 +6,6 @@ import math
 
 from fastgd import _checks as c
 from fastgd.schedules._base import Schedule
-from fastgd.schedules._validate import _integer
 
 
 class InverseTimeDecay(Schedule):
@@ -40,7 +39,7 @@ class InverseTimeDecay(Schedule):
     ) -> None:
         self.lr = c.nonnegative("lr", lr)
         self.decay_rate = c.nonnegative("decay_rate", decay_rate)
-        self.decay_steps = _integer("decay_steps", decay_steps, 1)
+        self.decay_steps = c.integer("decay_steps", decay_steps, 1)
         self.staircase = c.flag("staircase", staircase)
         self._freeze()
 
@@ -83,8 +82,8 @@ class WarmupCosine(Schedule):
         self, lr: float, warmup_steps: int, total_steps: int, eta_min: float = 0.0
     ) -> None:
         self.lr = c.nonnegative("lr", lr)
-        self.warmup_steps = _integer("warmup_steps", warmup_steps)
-        self.total_steps = _integer("total_steps", total_steps, 1)
+        self.warmup_steps = c.integer("warmup_steps", warmup_steps)
+        self.total_steps = c.integer("total_steps", total_steps, 1)
         if self.total_steps <= self.warmup_steps:
             raise ValueError(
                 f"total_steps ({self.total_steps}) must exceed warmup_steps ({self.warmup_steps})"

@@ -6,7 +6,7 @@ import math
 from typing import Any, Literal
 
 from fastgd import _checks as c
-from fastgd.schedules._validate import _integer, _metric
+from fastgd.schedules._validate import _metric
 
 
 class ReduceLROnPlateau:
@@ -83,10 +83,10 @@ class ReduceLROnPlateau:
         self.lr: float = c.nonnegative("lr", lr)
         self.mode = c.choice("min", "max")("mode", mode)
         self.factor = c.unit_interval("factor", factor)
-        self.patience = _integer("patience", patience)
+        self.patience = c.integer("patience", patience)
         self.threshold = c.nonnegative("threshold", threshold)
         self.threshold_mode = c.choice("rel", "abs")("threshold_mode", threshold_mode)
-        self.cooldown = _integer("cooldown", cooldown)
+        self.cooldown = c.integer("cooldown", cooldown)
         self.min_lr = c.nonnegative("min_lr", min_lr)
         self.eps = c.nonnegative("eps", eps)
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -147,9 +147,9 @@ class ReduceLROnPlateau:
             )
         fresh = type(self)(state_dict["lr"], **{k: state_dict[k] for k in self._fields})
         fresh.best = c._real("best", state_dict["best"])
-        fresh.num_bad_epochs = _integer("num_bad_epochs", state_dict["num_bad_epochs"])
-        fresh.cooldown_counter = _integer("cooldown_counter", state_dict["cooldown_counter"])
-        fresh.last_epoch = _integer("last_epoch", state_dict["last_epoch"])
+        fresh.num_bad_epochs = c.integer("num_bad_epochs", state_dict["num_bad_epochs"])
+        fresh.cooldown_counter = c.integer("cooldown_counter", state_dict["cooldown_counter"])
+        fresh.last_epoch = c.integer("last_epoch", state_dict["last_epoch"])
         self.__dict__.update(fresh.__dict__)
 
     def __repr__(self) -> str:

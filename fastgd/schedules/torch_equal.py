@@ -9,7 +9,7 @@ from typing import Literal
 
 from fastgd import _checks as c
 from fastgd.schedules._base import Schedule, _times_power
-from fastgd.schedules._validate import _integer, _integers, _positive
+from fastgd.schedules._validate import _integers, _positive
 from fastgd.schedules.plateau import ReduceLROnPlateau
 
 
@@ -37,7 +37,7 @@ class StepLR(Schedule):
 
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
         self.lr = c.nonnegative("lr", lr)
-        self.step_size = _integer("step_size", step_size, 1)
+        self.step_size = c.integer("step_size", step_size, 1)
         self.gamma = c.nonnegative("gamma", gamma)
         self._freeze()
 
@@ -142,7 +142,7 @@ class LinearLR(Schedule):
         if self.start_factor == 0.0:
             raise ValueError("Invalid start_factor: 0.0 (must be in (0, 1])")
         self.end_factor = c.closed_unit_interval("end_factor", end_factor)
-        self.total_iters = _integer("total_iters", total_iters, 1)
+        self.total_iters = c.integer("total_iters", total_iters, 1)
         self._freeze()
 
     def _lr(self, t: int) -> float:
@@ -178,7 +178,7 @@ class CosineAnnealingLR(Schedule):
 
     def __init__(self, lr: float, T_max: int, eta_min: float = 0.0) -> None:
         self.lr = c.nonnegative("lr", lr)
-        self.T_max = _integer("T_max", T_max, 1)
+        self.T_max = c.integer("T_max", T_max, 1)
         self.eta_min = c.nonnegative("eta_min", eta_min)
         self._freeze()
 
@@ -216,8 +216,8 @@ class CosineAnnealingWarmRestarts(Schedule):
 
     def __init__(self, lr: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0) -> None:
         self.lr = c.nonnegative("lr", lr)
-        self.T_0 = _integer("T_0", T_0, 1)
-        self.T_mult = _integer("T_mult", T_mult, 1)
+        self.T_0 = c.integer("T_0", T_0, 1)
+        self.T_mult = c.integer("T_mult", T_mult, 1)
         self.eta_min = c.nonnegative("eta_min", eta_min)
         self._freeze()
 
@@ -258,7 +258,7 @@ class PolynomialLR(Schedule):
 
     def __init__(self, lr: float, total_iters: int = 5, power: float = 1.0) -> None:
         self.lr = c.nonnegative("lr", lr)
-        self.total_iters = _integer("total_iters", total_iters, 1)
+        self.total_iters = c.integer("total_iters", total_iters, 1)
         self.power = c.nonnegative("power", power)
         self._freeze()
 
@@ -338,11 +338,11 @@ class CyclicLR(Schedule):
     ) -> None:
         self.base_lr = c.nonnegative("base_lr", base_lr)
         self.max_lr = c.nonnegative("max_lr", max_lr)
-        self.step_size_up = _integer("step_size_up", step_size_up, 1)
+        self.step_size_up = c.integer("step_size_up", step_size_up, 1)
         self.step_size_down = (
             self.step_size_up
             if step_size_down is None
-            else _integer("step_size_down", step_size_down, 0)
+            else c.integer("step_size_down", step_size_down, 0)
         )
         if scale_fn is None:
             self.mode = c.choice("triangular", "triangular2", "exp_range")("mode", mode)
@@ -464,11 +464,11 @@ class OneCycleLR(Schedule):
     ) -> None:
         self.max_lr = c.nonnegative("max_lr", max_lr)
         if total_steps is not None:
-            self.total_steps = _integer("total_steps", total_steps, 1)
+            self.total_steps = c.integer("total_steps", total_steps, 1)
         elif epochs is not None and steps_per_epoch is not None:
-            self.total_steps = _integer(
+            self.total_steps = c.integer(
                 "epochs * steps_per_epoch",
-                _integer("epochs", epochs, 1) * _integer("steps_per_epoch", steps_per_epoch, 1),
+                c.integer("epochs", epochs, 1) * c.integer("steps_per_epoch", steps_per_epoch, 1),
                 1,
             )
         else:

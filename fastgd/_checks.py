@@ -183,6 +183,14 @@ def nonnegative(name: str, value, allow_inf: bool = False) -> float:
     return value
 
 
+def positive(name: str, value) -> float:
+    """A finite real number > 0 (a scale such as ``eps`` or a division factor)."""
+    value = nonnegative(name, value)
+    if value == 0.0:
+        raise ValueError(f"Invalid {name}: {value} (must be finite and > 0)")
+    return value
+
+
 def real(name: str, value) -> float:
     value = _real(name, value)
     if math.isinf(value):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,18 +67,6 @@ class GradCheckResult:
             f"GradCheckResult(max_rel_error={self.max_rel_error:.3g}, "
             f"checked={self.coords.size}, worst=[{rows}])"
         )
-
-
-def _positive(name: str, value) -> float:
-    """A finite real number > 0 (not a bool) as a float, or a ``ValueError`` naming ``name``."""
-    if not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real):
-        try:
-            v = float(value)
-        except OverflowError:  # an int beyond float64
-            v = math.inf
-        if 0.0 < v < math.inf:
-            return v
-    raise ValueError(f"{name} must be a positive finite number, got {_checks.show(value)}")
 
 
 def _real_array(value, what: str) -> np.ndarray:
@@ -200,9 +187,9 @@ def check_grad(
         raise TypeError(f"fun must be callable, got {type(fun).__name__}")
     if jac is not True and not callable(jac):
         raise TypeError(f"jac must be callable or True, got {type(jac).__name__}")
-    eps = _positive("eps", eps)
+    eps = _checks.positive("eps", eps)
     if floor is not None:
-        floor = _positive("floor", floor)
+        floor = _checks.positive("floor", floor)
     rng = _checks.rng(seed)
     x0 = _real_array(x, "x")
     if x0.size == 0:

@@ -23,13 +23,6 @@ def _integers(name: str, values) -> tuple[int, ...]:
     return tuple(c.integer(f"{name}[{i}]", m) for i, m in enumerate(values))
 
 
-def _positive(name: str, value) -> float:
-    value = c.nonnegative(name, value)
-    if value == 0.0:
-        raise ValueError(f"Invalid {name}: {value} (must be finite and > 0)")
-    return value
-
-
 def _metric(value) -> float:
     """A monitored metric as a float (see :meth:`ReduceLROnPlateau.step`)."""
     if (

@@ -9,7 +9,7 @@ from typing import Literal
 
 from fastgd import _checks as c
 from fastgd.schedules._base import Schedule, _times_power
-from fastgd.schedules._validate import _integers, _positive
+from fastgd.schedules._validate import _integers
 from fastgd.schedules.plateau import ReduceLROnPlateau
 
 
@@ -475,8 +475,8 @@ class OneCycleLR(Schedule):
             raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
         self.pct_start = c.closed_unit_interval("pct_start", pct_start)
         self.anneal_strategy = c.choice("cos", "linear")("anneal_strategy", anneal_strategy)
-        self.div_factor = _positive("div_factor", div_factor)
-        self.final_div_factor = _positive("final_div_factor", final_div_factor)
+        self.div_factor = c.positive("div_factor", div_factor)
+        self.final_div_factor = c.positive("final_div_factor", final_div_factor)
         self.three_phase = c.flag("three_phase", three_phase)
 
         n = self.total_steps

@@ -1,135 +1,22 @@
-"""fastgd's update rules as drop-in ``torch.optim.Optimizer`` classes.
-
->>> opt = fastgd.torch.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)  # doctest: +SKIP
-
-Each parameter group's tensors of one dtype live in one flat buffer: at
-construction the parameters are copied into it and every ``p.data`` becomes a
-view of it, so the model's tensors *are* the buffer. Gradients get a matching
-flat buffer; autograd accumulates into an existing ``.grad`` in place, and a
-gradient torch allocated itself (after ``zero_grad()``, which sets grads to
-None as in torch) is copied into the buffer at the next step and ``p.grad``
-re-pointed to its view. A step is then one call of fastgd's generated loop
-per buffer (per run of tensors with equal step counts), on NumPy views of the
-tensors' memory: the validation, hyperparameters, formulas and kernels are
-those of :data:`fastgd.OPTIMIZERS`, this module only translates.
-
-``import fastgd`` does not import torch; ``import fastgd.torch`` does.
-"""
+"""The ``torch.optim.Optimizer`` subclass behind every ``fastgd.torch`` class."""
 
 from __future__ import annotations
 
 import inspect
 from collections import defaultdict
 
-import numpy as np
 import torch
 
-from fastgd import optimizers as _optimizers
-from fastgd.optimizers import OPTIMIZERS
-
-__all__ = [*_optimizers.__all__, "FlatOptimizer"]  # the same class names as fastgd's
+from fastgd.torch._buffer import _Buffer, _uniform
+from fastgd.torch._state import _check_loaded_state, _copy_in
 
 #: torch.optim keywords accepted for a drop-in swap, with the only values allowed
 #: (``None`` = any): fastgd's loop is always one fused pass, so ``foreach`` and
 #: ``fused`` change nothing; ``capturable`` and ``differentiable`` are not built.
 _TORCH_KEYWORDS = {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
 _DTYPES = (torch.float32, torch.float64)
-#: Rules whose torch state has no ``step`` (torch.optim.SGD keeps none).
-_NO_STEP = frozenset({"sgd"})
 #: Rules whose torch class creates every parameter's state in ``__init__``.
 _EAGER_STATE = frozenset({"adagrad"})
-#: Host scalars torch keeps per parameter as 0-d tensors in the state.
-_HOST_IN_STATE = ("mu_product",)
-
-
-def _scalar_dtype() -> torch.dtype:
-    # torch.optim keeps ``step`` and ``mu_product`` in this dtype on CPU
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-
-
-class _Buffer:
-    """The tensors of one (param group, dtype): flat parameter, gradient and
-    state buffers, and the NumPy optimizer that steps them."""
-
-    def __init__(self, indexed_params, numpy_class, group, names_in_init):
-        self.indices = [i for i, _ in indexed_params]  # positions in the group
-        params = self.params = [p for _, p in indexed_params]
-        self.shapes = [p.shape for p in params]
-        bounds = [0]
-        for p in params:
-            bounds.append(bounds[-1] + p.numel())
-        self.bounds = bounds
-        dtype = params[0].dtype
-        self.flat = torch.empty(bounds[-1], dtype=dtype)
-        self.flat_grad = torch.zeros(bounds[-1], dtype=dtype)
-        self.np_grad = self.flat_grad.numpy()
-        # fastgd's own constructor and descriptors validate the hyperparameters
-        kwargs = {k: group[k] for k in names_in_init}
-        opt = numpy_class(self.flat.numpy(), backend=group["backend"], **kwargs)
-        for name in numpy_class.hyperparameter_names():
-            if name not in names_in_init:
-                setattr(opt, name, group[name])
-        opt._make_plan()
-        self.opt = opt
-        self.rule = opt.rule
-        self.seen = {name: group[name] for name in (*numpy_class.hyperparameter_names(), "backend")}
-        self.grads = [self.view(self.flat_grad, i) for i in range(len(params))]
-        n = len(params)
-        scalar = _scalar_dtype()
-        self.steps = torch.zeros(n, dtype=scalar)
-        self.steps_np = self.steps.numpy()
-        self.has_step = self.rule.name not in _NO_STEP
-        self.host = {}  # host scalar name -> (torch tensor or None, NumPy array) per tensor
-        for name in self.rule.host:
-            if name in _HOST_IN_STATE:
-                t = torch.ones(n, dtype=scalar)
-                self.host[name] = (t, t.numpy())
-            else:  # a flag (SGD's momentum_started): torch shows it by the state's presence
-                self.host[name] = (None, np.zeros(n, dtype=bool))
-        self.views = {}
-        self.active = ()
-        self.refresh_views()
-
-    def view(self, flat: torch.Tensor, i: int) -> torch.Tensor:
-        return flat[self.bounds[i] : self.bounds[i + 1]].view(self.shapes[i])
-
-    def refresh_views(self) -> bool:
-        """Per-tensor views of the state arrays the current plan uses; True if
-        the set changed (a hyperparameter switched a state on)."""
-        active = self.opt._plan.active
-        if active == self.active:
-            return False
-        for name in active:
-            if name not in self.views:
-                flat = torch.from_numpy(self.opt._flat_state[name])
-                self.views[name] = [self.view(flat, i) for i in range(len(self.params))]
-        self.active = active
-        return True
-
-    def adopt(self, with_grads: bool) -> None:
-        """Copy the parameters (and gradients) in; point ``.data`` (``.grad``) at views."""
-        for i, p in enumerate(self.params):
-            view = self.view(self.flat, i)
-            view.copy_(p.detach())
-            p.data = view
-            if with_grads and p.grad is not None:
-                self.grads[i].copy_(p.grad)
-                p.grad = self.grads[i]
-        self.ptrs = [p.data_ptr() for p in self.params]
-
-    def state_of(self, i: int) -> dict:
-        """Tensor ``i``'s torch state: views into the flat buffers."""
-        state = {}
-        if self.has_step:
-            state["step"] = self.steps[i]
-        for name, (tensor, _) in self.host.items():
-            if tensor is not None:
-                state[name] = tensor[i]
-        if self.rule.name in _NO_STEP and not self.host["momentum_started"][1][i]:
-            return {}
-        for name in self.active:
-            state[name] = self.views[name][i]
-        return state
 
 
 class FlatOptimizer(torch.optim.Optimizer):
@@ -465,167 +352,8 @@ class FlatOptimizer(torch.optim.Optimizer):
         )
 
 
-def _uniform(buf: _Buffer) -> bool:
-    """Whether every tensor of ``buf`` has the same step count and host scalars
-    (checked on the arrays, since ``state[p]["step"]`` may be edited in place)."""
-    return all((arr == arr[0]).all() for arr in (buf.steps_np, *(a for _, a in buf.host.values())))
-
-
 def _sparse_message(where: str) -> str:
     return (
         f"{where} has a sparse gradient; fastgd.torch needs dense gradients: use "
         "torch.optim.SparseAdam, or a dense gradient (e.g. nn.Embedding(sparse=False))"
     )
-
-
-def _check_loaded_state(entry: dict, buf: _Buffer, i: int, index: int) -> None:
-    where = f"state of parameter {buf.indices[i]} (param group {index})"
-    known = {*buf.rule.states, *_HOST_IN_STATE}
-    if buf.has_step:
-        known.add("step")
-    unknown = set(entry) - known
-    if unknown:
-        raise ValueError(
-            f"{where} has unknown entries {sorted(unknown)} for rule {buf.rule.name!r} "
-            f"(expected some of {sorted(known)})"
-        )
-    shape = buf.shapes[i]
-    for name, value in entry.items():
-        if name in buf.rule.states and value is not None:
-            if not torch.is_tensor(value) or value.shape != shape:
-                got = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
-                raise ValueError(f"{where}: {name!r} is {got}, expected a tensor of {tuple(shape)}")
-    if "step" in entry:
-        step = float(entry["step"])
-        if not (step >= 0 and step == int(step)):
-            raise ValueError(f"{where}: step {step} is not a count")
-    if "mu_product" in entry:
-        buf.rule.host["mu_product"]("mu_product", float(entry["mu_product"]))
-
-
-def _copy_in(entry: dict, buf: _Buffer, i: int) -> None:
-    """Tensor ``i``'s loaded torch state into the flat buffers (initial values
-    where it has none)."""
-    buf.steps_np[i] = float(entry["step"]) if "step" in entry else 0.0
-    for name, (tensor, arr) in buf.host.items():
-        if tensor is not None:
-            arr[i] = float(entry.get(name, 1.0))
-        else:  # SGD: momentum has started iff torch kept a momentum buffer
-            arr[i] = entry.get("momentum_buffer") is not None
-    for name in buf.active:
-        view = buf.views[name][i]
-        value = entry.get(name)
-        if value is None:
-            view.fill_(buf.rule.initial(buf.opt, name))
-        else:
-            view.copy_(value)
-
-
-_DOC = """{summary}
-
-A ``torch.optim.Optimizer`` whose step is fastgd's fused {name} kernel, one
-call per flat buffer: the hyperparameters, their defaults, validation and the
-update formula are those of :class:`fastgd.{name}`.
-
-.. code-block:: python
-
-    opt = fastgd.torch.{name}(model.parameters(), lr={lr})  # was {torch_name}
-
-Parameters
-----------
-params : iterable
-    Tensors, ``(name, tensor)`` pairs or param-group dicts (per-group
-    hyperparameters), as torch.optim. Dense float32/float64 CPU tensors; each
-    group's tensors of one dtype are copied into one contiguous buffer and
-    ``p.data`` becomes a (contiguous) view of it.
-{params}
-foreach, fused : bool or None
-    Accepted for a drop-in swap and ignored: the update is always one fused loop.
-capturable, differentiable : bool, default False
-    Only False is supported.
-
-Notes
------
-Deliberate differences from torch.optim:
-
-* ``p.data`` becomes a view of the optimizer's buffer at construction (memory
-  format contiguous, channels-last included). Re-assigning ``p.data`` or
-  moving/casting the model afterwards makes :meth:`step` raise
-  ``RuntimeError``: re-create the optimizer.
-* :meth:`state_dict` returns copies of the state tensors, not references.
-* Not picklable nor deep-copyable; checkpoint with :meth:`state_dict`.
-* Hyperparameters in ``param_groups`` must be Python numbers (no tensors);
-  they are validated with fastgd's errors at the next :meth:`step`.
-* A tensor may appear once per group (torch only warns).
-* CUDA tensors, float16/bfloat16, complex parameters and sparse gradients
-  raise ``TypeError``.
-"""
-
-
-def _make_class(key: str, numpy_class: type) -> type:
-    """The ``fastgd.torch`` class of ``fastgd.OPTIMIZERS[key]``."""
-    numpy_sig = inspect.signature(numpy_class.__init__)
-    parameters = [p for name, p in numpy_sig.parameters.items() if name != "self"]
-    parameters += [
-        inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None if v is None else v)
-        for k, v in _TORCH_KEYWORDS.items()
-    ]
-    signature = inspect.Signature(parameters)
-    init_names = tuple(n for n in numpy_sig.parameters if n not in ("self", "params", "backend"))
-    # every default from the NumPy class itself (AdamW's decoupled_weight_decay
-    # is not a constructor argument there)
-    all_defaults = {
-        **numpy_class(np.zeros(1)).hyperparameters,
-        "backend": numpy_sig.parameters["backend"].default,
-        **_TORCH_KEYWORDS,
-    }
-    name = numpy_class.__name__
-
-    def __init__(self, params, *args, **kwargs):
-        FlatOptimizer.__init__(self, params, *args, **kwargs)
-
-    __init__.__signature__ = inspect.Signature(
-        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *parameters]
-    )
-    torch_name = getattr(torch.optim, name, None)
-    lines = []
-    for pname, p in numpy_sig.parameters.items():
-        if pname not in ("self", "params"):
-            lines.append(f"{pname} : default {p.default!r}")
-    doc = _DOC.format(
-        summary=numpy_class.__doc__.strip().splitlines()[0],
-        name=name,
-        lr=all_defaults["lr"],
-        torch_name=f"torch.optim.{name}" if torch_name else f"fastgd.{name} (torch has none)",
-        params="\n".join(lines) + f"\n    As :class:`fastgd.{name}`.",
-    )
-    cls = type(
-        name,
-        (FlatOptimizer,),
-        {
-            "__init__": __init__,
-            "__doc__": doc,
-            "__module__": __name__,
-            "__qualname__": name,
-            "_numpy_class": numpy_class,
-            "_signature": signature,
-            "_names_in_init": init_names,
-            "_all_defaults": all_defaults,
-        },
-    )
-    __init__.__qualname__ = f"{name}.__init__"
-    return cls
-
-
-_CLASSES = {key: _make_class(key, cls) for key, cls in OPTIMIZERS.items()}
-SGD = _CLASSES["sgd"]
-Momentum = _CLASSES["momentum"]
-Adagrad = _CLASSES["adagrad"]
-RMSprop = _CLASSES["rmsprop"]
-Adadelta = _CLASSES["adadelta"]
-Adam = _CLASSES["adam"]
-AdamW = _CLASSES["adamw"]
-Adamax = _CLASSES["adamax"]
-NAdam = _CLASSES["nadam"]
-RAdam = _CLASSES["radam"]
-Lion = _CLASSES["lion"]

@@ -1,0 +1,142 @@
+"""fastgd's update rules as drop-in ``torch.optim.Optimizer`` classes.
+
+>>> opt = fastgd.torch.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)  # doctest: +SKIP
+
+Each parameter group's tensors of one dtype live in one flat buffer: at
+construction the parameters are copied into it and every ``p.data`` becomes a
+view of it, so the model's tensors *are* the buffer. Gradients get a matching
+flat buffer; autograd accumulates into an existing ``.grad`` in place, and a
+gradient torch allocated itself (after ``zero_grad()``, which sets grads to
+None as in torch) is copied into the buffer at the next step and ``p.grad``
+re-pointed to its view. A step is then one call of fastgd's generated loop
+per buffer (per run of tensors with equal step counts), on NumPy views of the
+tensors' memory: the validation, hyperparameters, formulas and kernels are
+those of :data:`fastgd.OPTIMIZERS`, this module only translates.
+
+``import fastgd`` does not import torch; ``import fastgd.torch`` does.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+
+from fastgd import optimizers as _optimizers
+from fastgd.optimizers import OPTIMIZERS
+from fastgd.torch._optimizer import _TORCH_KEYWORDS, FlatOptimizer
+
+__all__ = [*_optimizers.__all__, "FlatOptimizer"]  # the same class names as fastgd's
+
+FlatOptimizer.__module__ = __name__
+
+
+_DOC = """{summary}
+
+A ``torch.optim.Optimizer`` whose step is fastgd's fused {name} kernel, one
+call per flat buffer: the hyperparameters, their defaults, validation and the
+update formula are those of :class:`fastgd.{name}`.
+
+.. code-block:: python
+
+    opt = fastgd.torch.{name}(model.parameters(), lr={lr})  # was {torch_name}
+
+Parameters
+----------
+params : iterable
+    Tensors, ``(name, tensor)`` pairs or param-group dicts (per-group
+    hyperparameters), as torch.optim. Dense float32/float64 CPU tensors; each
+    group's tensors of one dtype are copied into one contiguous buffer and
+    ``p.data`` becomes a (contiguous) view of it.
+{params}
+foreach, fused : bool or None
+    Accepted for a drop-in swap and ignored: the update is always one fused loop.
+capturable, differentiable : bool, default False
+    Only False is supported.
+
+Notes
+-----
+Deliberate differences from torch.optim:
+
+* ``p.data`` becomes a view of the optimizer's buffer at construction (memory
+  format contiguous, channels-last included). Re-assigning ``p.data`` or
+  moving/casting the model afterwards makes :meth:`step` raise
+  ``RuntimeError``: re-create the optimizer.
+* :meth:`state_dict` returns copies of the state tensors, not references.
+* Not picklable nor deep-copyable; checkpoint with :meth:`state_dict`.
+* Hyperparameters in ``param_groups`` must be Python numbers (no tensors);
+  they are validated with fastgd's errors at the next :meth:`step`.
+* A tensor may appear once per group (torch only warns).
+* CUDA tensors, float16/bfloat16, complex parameters and sparse gradients
+  raise ``TypeError``.
+"""
+
+
+def _make_class(key: str, numpy_class: type) -> type:
+    """The ``fastgd.torch`` class of ``fastgd.OPTIMIZERS[key]``."""
+    numpy_sig = inspect.signature(numpy_class.__init__)
+    parameters = [p for name, p in numpy_sig.parameters.items() if name != "self"]
+    parameters += [
+        inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None if v is None else v)
+        for k, v in _TORCH_KEYWORDS.items()
+    ]
+    signature = inspect.Signature(parameters)
+    init_names = tuple(n for n in numpy_sig.parameters if n not in ("self", "params", "backend"))
+    # every default from the NumPy class itself (AdamW's decoupled_weight_decay
+    # is not a constructor argument there)
+    all_defaults = {
+        **numpy_class(np.zeros(1)).hyperparameters,
+        "backend": numpy_sig.parameters["backend"].default,
+        **_TORCH_KEYWORDS,
+    }
+    name = numpy_class.__name__
+
+    def __init__(self, params, *args, **kwargs):
+        FlatOptimizer.__init__(self, params, *args, **kwargs)
+
+    __init__.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *parameters]
+    )
+    torch_name = getattr(torch.optim, name, None)
+    lines = []
+    for pname, p in numpy_sig.parameters.items():
+        if pname not in ("self", "params"):
+            lines.append(f"{pname} : default {p.default!r}")
+    doc = _DOC.format(
+        summary=numpy_class.__doc__.strip().splitlines()[0],
+        name=name,
+        lr=all_defaults["lr"],
+        torch_name=f"torch.optim.{name}" if torch_name else f"fastgd.{name} (torch has none)",
+        params="\n".join(lines) + f"\n    As :class:`fastgd.{name}`.",
+    )
+    cls = type(
+        name,
+        (FlatOptimizer,),
+        {
+            "__init__": __init__,
+            "__doc__": doc,
+            "__module__": __name__,
+            "__qualname__": name,
+            "_numpy_class": numpy_class,
+            "_signature": signature,
+            "_names_in_init": init_names,
+            "_all_defaults": all_defaults,
+        },
+    )
+    __init__.__qualname__ = f"{name}.__init__"
+    return cls
+
+
+_CLASSES = {key: _make_class(key, cls) for key, cls in OPTIMIZERS.items()}
+SGD = _CLASSES["sgd"]
+Momentum = _CLASSES["momentum"]
+Adagrad = _CLASSES["adagrad"]
+RMSprop = _CLASSES["rmsprop"]
+Adadelta = _CLASSES["adadelta"]
+Adam = _CLASSES["adam"]
+AdamW = _CLASSES["adamw"]
+Adamax = _CLASSES["adamax"]
+NAdam = _CLASSES["nadam"]
+RAdam = _CLASSES["radam"]
+Lion = _CLASSES["lion"]

@@ -1,0 +1,109 @@
+"""One flat buffer of a ``fastgd.torch`` optimizer: the tensors of one
+(param group, dtype, device), their gradients and state, and the NumPy-API
+optimizer that steps them."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+#: Rules whose torch state has no ``step`` (torch.optim.SGD keeps none).
+_NO_STEP = frozenset({"sgd"})
+#: Host scalars torch keeps per parameter as 0-d tensors in the state.
+_HOST_IN_STATE = ("mu_product",)
+
+
+def _scalar_dtype() -> torch.dtype:
+    # torch.optim keeps ``step`` and ``mu_product`` in this dtype on CPU
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+class _Buffer:
+    """The tensors of one (param group, dtype): flat parameter, gradient and
+    state buffers, and the NumPy optimizer that steps them."""
+
+    def __init__(self, indexed_params, numpy_class, group, names_in_init):
+        self.indices = [i for i, _ in indexed_params]  # positions in the group
+        params = self.params = [p for _, p in indexed_params]
+        self.shapes = [p.shape for p in params]
+        bounds = [0]
+        for p in params:
+            bounds.append(bounds[-1] + p.numel())
+        self.bounds = bounds
+        dtype = params[0].dtype
+        self.flat = torch.empty(bounds[-1], dtype=dtype)
+        self.flat_grad = torch.zeros(bounds[-1], dtype=dtype)
+        self.np_grad = self.flat_grad.numpy()
+        # fastgd's own constructor and descriptors validate the hyperparameters
+        kwargs = {k: group[k] for k in names_in_init}
+        opt = numpy_class(self.flat.numpy(), backend=group["backend"], **kwargs)
+        for name in numpy_class.hyperparameter_names():
+            if name not in names_in_init:
+                setattr(opt, name, group[name])
+        opt._make_plan()
+        self.opt = opt
+        self.rule = opt.rule
+        self.seen = {name: group[name] for name in (*numpy_class.hyperparameter_names(), "backend")}
+        self.grads = [self.view(self.flat_grad, i) for i in range(len(params))]
+        n = len(params)
+        scalar = _scalar_dtype()
+        self.steps = torch.zeros(n, dtype=scalar)
+        self.steps_np = self.steps.numpy()
+        self.has_step = self.rule.name not in _NO_STEP
+        self.host = {}  # host scalar name -> (torch tensor or None, NumPy array) per tensor
+        for name in self.rule.host:
+            if name in _HOST_IN_STATE:
+                t = torch.ones(n, dtype=scalar)
+                self.host[name] = (t, t.numpy())
+            else:  # a flag (SGD's momentum_started): torch shows it by the state's presence
+                self.host[name] = (None, np.zeros(n, dtype=bool))
+        self.views = {}
+        self.active = ()
+        self.refresh_views()
+
+    def view(self, flat: torch.Tensor, i: int) -> torch.Tensor:
+        return flat[self.bounds[i] : self.bounds[i + 1]].view(self.shapes[i])
+
+    def refresh_views(self) -> bool:
+        """Per-tensor views of the state arrays the current plan uses; True if
+        the set changed (a hyperparameter switched a state on)."""
+        active = self.opt._plan.active
+        if active == self.active:
+            return False
+        for name in active:
+            if name not in self.views:
+                flat = torch.from_numpy(self.opt._flat_state[name])
+                self.views[name] = [self.view(flat, i) for i in range(len(self.params))]
+        self.active = active
+        return True
+
+    def adopt(self, with_grads: bool) -> None:
+        """Copy the parameters (and gradients) in; point ``.data`` (``.grad``) at views."""
+        for i, p in enumerate(self.params):
+            view = self.view(self.flat, i)
+            view.copy_(p.detach())
+            p.data = view
+            if with_grads and p.grad is not None:
+                self.grads[i].copy_(p.grad)
+                p.grad = self.grads[i]
+        self.ptrs = [p.data_ptr() for p in self.params]
+
+    def state_of(self, i: int) -> dict:
+        """Tensor ``i``'s torch state: views into the flat buffers."""
+        state = {}
+        if self.has_step:
+            state["step"] = self.steps[i]
+        for name, (tensor, _) in self.host.items():
+            if tensor is not None:
+                state[name] = tensor[i]
+        if self.rule.name in _NO_STEP and not self.host["momentum_started"][1][i]:
+            return {}
+        for name in self.active:
+            state[name] = self.views[name][i]
+        return state
+
+
+def _uniform(buf: _Buffer) -> bool:
+    """Whether every tensor of ``buf`` has the same step count and host scalars
+    (checked on the arrays, since ``state[p]["step"]`` may be edited in place)."""
+    return all((arr == arr[0]).all() for arr in (buf.steps_np, *(a for _, a in buf.host.values())))

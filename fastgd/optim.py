@@ -334,21 +334,23 @@ class Optimizer:
         d["_host"] = host
         d["_steps"] = t
 
-    def _step_range(self, grad: np.ndarray, lo: int, hi: int, t: int, host: dict) -> None:
+    def _step_range(self, grad, lo: int, hi: int, t: int, host: dict, stream=None) -> None:
         """Update elements ``[lo, hi)`` of the flat parameters as step ``t``.
 
         For adapters that keep a step count and host state per tensor inside
         one flat buffer (``fastgd.torch``): the same plan, prologue/epilogue
         flags and compiled loop as :meth:`step`, on a slice. ``host`` is
         updated in place; this optimizer's own step count and host state are
-        not touched. Host arrays only; ``grad`` must already be validated (1-D,
-        C-contiguous, the parameters' dtype and size, not overlapping them).
+        not touched. ``grad`` must already be validated (1-D, C-contiguous,
+        the parameters' dtype, size and memory kind, not overlapping them);
+        ``stream``: as in :meth:`step`, CUDA arrays only.
         """
         plan = self._current_plan()
         flags, scalars = plan.prepare(plan.hp, t, host)
         loop = plan.loops.get(flags) or self._loop(plan, flags)
         states = [s[lo:hi] for s in plan.states]
-        loop(self._flat_params[lo:hi], grad[lo:hi], *states, plan.common_scalars + scalars)
+        launch = (stream,) if self._device else ()
+        loop(self._flat_params[lo:hi], grad[lo:hi], *states, plan.common_scalars + scalars, *launch)
 
     # -- state ------------------------------------------------------------------
 

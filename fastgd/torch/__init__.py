@@ -2,7 +2,7 @@
 
 >>> opt = fastgd.torch.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)  # doctest: +SKIP
 
-Each parameter group's tensors of one dtype live in one flat buffer: at
+Each parameter group's tensors of one dtype and device live in one flat buffer: at
 construction the parameters are copied into it and every ``p.data`` becomes a
 view of it, so the model's tensors *are* the buffer. Gradients get a matching
 flat buffer; autograd accumulates into an existing ``.grad`` in place, and a
@@ -10,8 +10,11 @@ gradient torch allocated itself (after ``zero_grad()``, which sets grads to
 None as in torch) is copied into the buffer at the next step and ``p.grad``
 re-pointed to its view. A step is then one call of fastgd's generated loop
 per buffer (per run of tensors with equal step counts), on NumPy views of the
-tensors' memory: the validation, hyperparameters, formulas and kernels are
-those of :data:`fastgd.OPTIMIZERS`, this module only translates.
+tensors' memory (CPU) or numba device arrays over it (CUDA, launched on
+torch's current stream): the validation, hyperparameters, formulas and
+kernels are those of :data:`fastgd.OPTIMIZERS`, this module only translates.
+Complex tensors are stored as their ``view_as_real``, as torch.optim updates
+them.
 
 ``import fastgd`` does not import torch; ``import fastgd.torch`` does.
 """
@@ -46,9 +49,10 @@ Parameters
 ----------
 params : iterable
     Tensors, ``(name, tensor)`` pairs or param-group dicts (per-group
-    hyperparameters), as torch.optim. Dense float32/float64 CPU tensors; each
-    group's tensors of one dtype are copied into one contiguous buffer and
-    ``p.data`` becomes a (contiguous) view of it.
+    hyperparameters), as torch.optim. Dense float32, float64, complex64 or
+    complex128 tensors, on the CPU or a CUDA device; each group's tensors of
+    one dtype and device are copied into one contiguous buffer and ``p.data``
+    becomes a (contiguous) view of it.
 {params}
 foreach, fused : bool or None
     Accepted for a drop-in swap and ignored: the update is always one fused loop.
@@ -64,12 +68,18 @@ Deliberate differences from torch.optim:
   moving/casting the model afterwards makes :meth:`step` raise
   ``RuntimeError``: re-create the optimizer.
 * :meth:`state_dict` returns copies of the state tensors, not references.
-* Not picklable nor deep-copyable; checkpoint with :meth:`state_dict`.
+* ``pickle`` and ``copy.deepcopy`` work as torch's (the copy's tensors get
+  their own buffer); ``torch.save`` stores the buffer once where ``pickle``
+  stores each parameter's view of it.
+* With float64 parameters and a float32 default dtype, torch keeps NAdam's
+  ``mu_product`` in float32 and steps with the rounded value; fastgd keeps
+  the same float32 tensor but steps with the float64 product (the runs differ
+  at ~1e-9 relative).
 * Hyperparameters in ``param_groups`` must be Python numbers (no tensors);
   they are validated with fastgd's errors at the next :meth:`step`.
 * A tensor may appear once per group (torch only warns).
-* CUDA tensors, float16/bfloat16, complex parameters and sparse gradients
-  raise ``TypeError``.
+* float16/bfloat16 parameters, sparse gradients and devices other than the
+  CPU and CUDA raise ``TypeError``.
 """
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fastgd.torch import _device
+
 #: Rules whose torch state has no ``step`` (torch.optim.SGD keeps none).
 _NO_STEP = frozenset({"sgd"})
 #: Host scalars torch keeps per parameter as 0-d tensors in the state.
@@ -19,24 +21,36 @@ def _scalar_dtype() -> torch.dtype:
 
 
 class _Buffer:
-    """The tensors of one (param group, dtype): flat parameter, gradient and
-    state buffers, and the NumPy optimizer that steps them."""
+    """The tensors of one (param group, dtype, device): flat parameter, gradient
+    and state buffers, and the NumPy-API optimizer that steps them.
 
-    def __init__(self, indexed_params, numpy_class, group, names_in_init):
+    The buffers are real (float32/float64); a complex tensor is stored as its
+    ``view_as_real`` (two reals per element, as torch.optim updates it), and
+    its ``.data``, ``.grad`` and state are complex views of the buffers.
+    ``device``: the buffers are CUDA memory (or, under the simulator, host
+    memory stepped by the CUDA backend).
+    """
+
+    def __init__(self, indexed_params, numpy_class, group, names_in_init, device: bool):
         self.indices = [i for i, _ in indexed_params]  # positions in the group
         params = self.params = [p for _, p in indexed_params]
         self.shapes = [p.shape for p in params]
+        self.complex = params[0].is_complex()  # one buffer never mixes real and complex
+        width = 2 if self.complex else 1
         bounds = [0]
         for p in params:
-            bounds.append(bounds[-1] + p.numel())
+            bounds.append(bounds[-1] + width * p.numel())
         self.bounds = bounds
-        dtype = params[0].dtype
-        self.flat = torch.empty(bounds[-1], dtype=dtype)
-        self.flat_grad = torch.zeros(bounds[-1], dtype=dtype)
-        self.np_grad = self.flat_grad.numpy()
+        dtype = params[0].real.dtype
+        where = params[0].device
+        self.flat = torch.empty(bounds[-1], dtype=dtype, device=where)
+        self.flat_grad = torch.zeros(bounds[-1], dtype=dtype, device=where)
+        self.np_grad = _device.kernel_array(self.flat_grad, device)
+        self.device = device
         # fastgd's own constructor and descriptors validate the hyperparameters
         kwargs = {k: group[k] for k in names_in_init}
-        opt = numpy_class(self.flat.numpy(), backend=group["backend"], **kwargs)
+        flat = _device.kernel_array(self.flat, device)
+        opt = numpy_class(flat, backend=group["backend"], **kwargs)
         for name in numpy_class.hyperparameter_names():
             if name not in names_in_init:
                 setattr(opt, name, group[name])
@@ -62,7 +76,12 @@ class _Buffer:
         self.refresh_views()
 
     def view(self, flat: torch.Tensor, i: int) -> torch.Tensor:
-        return flat[self.bounds[i] : self.bounds[i + 1]].view(self.shapes[i])
+        """Tensor ``i``'s part of the flat buffer ``flat``, in its shape (complex
+        tensors: a complex view)."""
+        part = flat[self.bounds[i] : self.bounds[i + 1]]
+        if self.complex:
+            return torch.view_as_complex(part.view(*self.shapes[i], 2))
+        return part.view(self.shapes[i])
 
     def refresh_views(self) -> bool:
         """Per-tensor views of the state arrays the current plan uses; True if
@@ -72,7 +91,7 @@ class _Buffer:
             return False
         for name in active:
             if name not in self.views:
-                flat = torch.from_numpy(self.opt._flat_state[name])
+                flat = _device.tensor_of(self.opt._flat_state[name], self.flat)
                 self.views[name] = [self.view(flat, i) for i in range(len(self.params))]
         self.active = active
         return True

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import torch
 
+from fastgd.torch import _device
 from fastgd.torch._buffer import _Buffer, _uniform
 from fastgd.torch._state import _check_loaded_state, _copy_in
 
@@ -14,7 +15,7 @@ from fastgd.torch._state import _check_loaded_state, _copy_in
 #: (``None`` = any): fastgd's loop is always one fused pass, so ``foreach`` and
 #: ``fused`` change nothing; ``capturable`` and ``differentiable`` are not built.
 _TORCH_KEYWORDS = {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
-_DTYPES = (torch.float32, torch.float64)
+_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 #: Rules whose torch class creates every parameter's state in ``__init__``.
 _EAGER_STATE = frozenset({"adagrad"})
 
@@ -59,11 +60,19 @@ class FlatOptimizer(torch.optim.Optimizer):
         except BaseException:
             self.param_groups.pop()
             raise
+        self._adopt(group, buffers, {})
+
+    def _adopt(self, group: dict, buffers: list[_Buffer], loaded: dict) -> None:
+        """Move the group's tensors into ``buffers``, with the torch-format
+        state ``loaded`` (parameter -> entry; initial values where none)."""
         with torch.no_grad():
             for buf in buffers:
                 buf.adopt(with_grads=True)
-                if buf.rule.name in _EAGER_STATE:
-                    for i, p in enumerate(buf.params):
+                for i, p in enumerate(buf.params):
+                    entry = loaded.get(p, {})
+                    if entry:
+                        _copy_in(entry, buf, i)
+                    if entry or buf.rule.name in _EAGER_STATE:
                         self.state[p] = buf.state_of(i)
         self._buffers.append(buffers)
         self._group_params.append(group["params"])
@@ -84,36 +93,51 @@ class FlatOptimizer(torch.optim.Optimizer):
                 f"param group {index} holds a tensor more than once; each tensor can live "
                 "in one place of fastgd's flat buffer"
             )
-        by_dtype: dict[torch.dtype, list] = {}
+        backend = group["backend"]
+        on_host_as_device = backend == "cuda" and _device.simulated()
+        by_kind: dict[tuple, list] = {}
         for i, p in enumerate(params):
             where = f"parameter {i} of param group {index}"
-            if p.device.type != "cpu":
+            if p.device.type not in ("cpu", "cuda"):
                 raise TypeError(
-                    f"{where} is on {p.device}: CUDA support for the fastgd.torch adapter is "
-                    "not built yet. Use torch.optim, or fastgd's NumPy-API classes, which "
-                    "take CUDA tensors (fastgd.Adam(flat_cuda_tensor))"
+                    f"{where} is on {p.device}; fastgd.torch supports CPU and CUDA tensors"
                 )
             if p.layout != torch.strided:
                 raise TypeError(f"{where} has layout {p.layout}; only dense tensors are supported")
             if p.dtype not in _DTYPES:
-                if p.is_complex():
-                    hint = "optimize torch.view_as_real(p) as a float parameter, or use torch.optim"
-                elif p.dtype in (torch.float16, torch.bfloat16):
+                if p.dtype in (torch.float16, torch.bfloat16):
                     hint = (
                         "keep float32 master parameters (model.float()) or use torch.optim "
                         "for low-precision parameters"
                     )
                 else:
-                    hint = "use float32 or float64 parameters"
+                    hint = "use float32/float64 (or complex64/complex128) parameters"
                 raise TypeError(
-                    f"{where} has dtype {p.dtype}; fastgd.torch supports float32 and "
-                    f"float64 parameters: {hint}"
+                    f"{where} has dtype {p.dtype}; fastgd.torch supports float32, float64, "
+                    f"complex64 and complex128 parameters: {hint}"
                 )
             if p.grad is not None and p.grad.layout != torch.strided:
                 raise TypeError(_sparse_message(where))
-            by_dtype.setdefault(p.dtype, []).append((i, p))
+            if p.is_cuda and backend not in ("auto", "cuda"):
+                raise ValueError(
+                    f"{where} is a CUDA tensor; backend={backend!r} runs on the CPU: "
+                    "use backend='auto' or 'cuda'"
+                )
+            if not p.is_cuda and backend == "cuda" and not on_host_as_device:
+                raise ValueError(
+                    f"backend='cuda' needs CUDA tensors; {where} is on the CPU "
+                    "(move the model with model.cuda() before making the optimizer)"
+                )
+            by_kind.setdefault((p.dtype, p.device), []).append((i, p))
         return [
-            _Buffer(ips, self._numpy_class, group, self._names_in_init) for ips in by_dtype.values()
+            _Buffer(
+                ips,
+                self._numpy_class,
+                group,
+                self._names_in_init,
+                device=ips[0][1].is_cuda or on_host_as_device,
+            )
+            for ips in by_kind.values()
         ]
 
     def _check_structure(self) -> None:
@@ -240,7 +264,9 @@ class FlatOptimizer(torch.optim.Optimizer):
         t = int(buf.steps_np[i]) + 1
         host = {name: arr[i].item() for name, (_, arr) in buf.host.items()}
         started = host.get("momentum_started", True)
-        buf.opt._step_range(buf.np_grad, buf.bounds[i], buf.bounds[j], t, host)
+        buf.opt._step_range(
+            buf.np_grad, buf.bounds[i], buf.bounds[j], t, host, _device.stream(buf.flat)
+        )
         if buf.has_step:
             buf.steps_np[i:j] = t
         for name, (_, arr) in buf.host.items():
@@ -344,12 +370,44 @@ class FlatOptimizer(torch.optim.Optimizer):
 
     # -- copies -------------------------------------------------------------------
 
-    def __getstate__(self):
-        raise TypeError(
-            f"fastgd.torch.{type(self).__name__} cannot be pickled or deep-copied: its "
-            "flat buffers are the model's parameters. Save opt.state_dict() (torch.save "
-            "works) and load it into an optimizer made for the copied model."
-        )
+    def __getstate__(self) -> dict:
+        """torch's pickled fields, with the state as copies of the buffers.
+
+        ``copy.deepcopy(opt)`` (or of ``(model, opt)`` together) and
+        ``pickle`` give an optimizer whose tensors are the copies' tensors,
+        moved into new flat buffers with the same state; torch.optim copies the
+        same way. Prefer ``torch.save`` for files: it stores the flat storage
+        once, where ``pickle`` stores each parameter's view of it separately.
+        """
+        state = {
+            p: {name: v.clone() if torch.is_tensor(v) else v for name, v in s.items()}
+            for p, s in self.state.items()
+        }
+        return {"defaults": self.defaults, "state": state, "param_groups": self.param_groups}
+
+    def __reduce_ex__(self, protocol):
+        # rebuilt by _restore, not __setstate__: torch's load_state_dict calls
+        # __setstate__ itself
+        return _restore, (type(self), self.__getstate__())
+
+    def _restore(self, state: dict) -> None:
+        loaded = state["state"]
+        torch.optim.Optimizer.__setstate__(self, {**state, "state": defaultdict(dict)})
+        self._buffers, self._group_params = [], []
+        for index, group in enumerate(self.param_groups):
+            buffers = self._build(group, index)
+            for buf in buffers:
+                for i, p in enumerate(buf.params):
+                    _check_loaded_state(loaded.get(p, {}), buf, i, index)
+            self._adopt(group, buffers, loaded)
+
+
+def _restore(cls: type, state: dict) -> FlatOptimizer:
+    """A ``fastgd.torch`` optimizer from :meth:`FlatOptimizer.__getstate__`'s
+    fields (pickle, deepcopy): its tensors moved into new flat buffers."""
+    opt = cls.__new__(cls)
+    opt._restore(state)
+    return opt
 
 
 def _sparse_message(where: str) -> str:

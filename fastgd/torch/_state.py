@@ -24,6 +24,9 @@ def _check_loaded_state(entry: dict, buf: _Buffer, i: int, index: int) -> None:
             if not torch.is_tensor(value) or value.shape != shape:
                 got = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
                 raise ValueError(f"{where}: {name!r} is {got}, expected a tensor of {tuple(shape)}")
+            if value.is_complex() != buf.complex:
+                kind = "complex" if buf.complex else "real"
+                raise ValueError(f"{where}: {name!r} has dtype {value.dtype}, expected {kind}")
     if "step" in entry:
         step = float(entry["step"])
         if not (step >= 0 and step == int(step)):

@@ -345,12 +345,18 @@ class Optimizer:
         the parameters' dtype, size and memory kind, not overlapping them);
         ``stream``: as in :meth:`step`, CUDA arrays only.
         """
-        plan = self._current_plan()
+        plan = self._plan  # _current_plan(), inlined: this is the per-step path
+        if plan is None or plan.generation != config._generation:
+            plan = self._make_plan()
         flags, scalars = plan.prepare(plan.hp, t, host)
         loop = plan.loops.get(flags) or self._loop(plan, flags)
-        states = [s[lo:hi] for s in plan.states]
         launch = (stream,) if self._device else ()
-        loop(self._flat_params[lo:hi], grad[lo:hi], *states, plan.common_scalars + scalars, *launch)
+        params = self._flat_params
+        if lo == 0 and hi == params.shape[0]:  # the whole buffer: no slices to make
+            loop(params, grad, *plan.states, plan.common_scalars + scalars, *launch)
+        else:
+            states = [s[lo:hi] for s in plan.states]
+            loop(params[lo:hi], grad[lo:hi], *states, plan.common_scalars + scalars, *launch)
 
     # -- state ------------------------------------------------------------------
 

@@ -250,3 +250,83 @@ def _batch(step):
     from test_torch_adapter import batch
 
     return batch("mlp", step)
+
+
+# -- torch's step wrapper -----------------------------------------------------------
+
+
+def test_step_hooks_run_in_torch_order_and_can_replace_arguments():
+    import torch.optim.optimizer as torch_optimizer_module
+
+    model = mlp()
+    opt = ft.Adam(model.parameters(), lr=0.01)
+    calls = []
+    seen_loss = []
+
+    def closure():
+        calls.append("closure")
+        return torch.tensor(1.5)
+
+    handles = [
+        torch_optimizer_module.register_optimizer_step_pre_hook(
+            lambda o, a, k: calls.append("global pre")
+        ),
+        opt.register_step_pre_hook(lambda o, a, k: calls.append("pre") or ((o, closure), {})),
+        opt.register_step_post_hook(lambda o, a, k: calls.append("post")),
+        torch_optimizer_module.register_optimizer_step_post_hook(
+            lambda o, a, k: calls.append("global post")
+        ),
+    ]
+    try:
+        train(model, opt, "mlp", range(1))  # step() without a closure: the pre-hook adds one
+        seen_loss.append(opt.step())
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == ["global pre", "pre", "closure", "post", "global post"] * 2
+    assert float(seen_loss[0]) == 1.5
+    calls.clear()
+    train(model, opt, "mlp", range(1, 2))  # hooks removed: the unwrapped path
+    assert calls == []
+    assert float(opt.state[next(model.parameters())]["step"]) == 3.0
+
+
+def test_profiler_sees_the_step():
+    model = mlp()
+    opt = ft.AdamW(model.parameters())
+    train(model, opt, "mlp", range(1))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        train(model, opt, "mlp", range(1, 2))
+    names = {e.key for e in prof.key_averages()}
+    assert "Optimizer.step#AdamW.step" in names
+
+
+def test_scheduler_sees_the_optimizer_step_called():
+    import warnings
+
+    model = mlp()
+    opt = ft.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    train(model, opt, "mlp", range(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()"
+        sched.step()
+    assert opt.param_groups[0]["lr"] == 0.05
+
+
+def test_gradients_autograd_allocated_are_freed_at_zero_grad_as_in_torch():
+    """The step copies them into the flat buffer but keeps them until
+    zero_grad(): freeing them inside step() let glibc return the memory, and
+    every backward then page-faulted its gradients in again."""
+    import weakref
+
+    model = mlp()
+    opt = ft.SGD(model.parameters(), lr=0.1)
+    opt.zero_grad()  # grads None: autograd allocates them
+    torch.nn.functional.mse_loss(model(torch.randn(8, 6)), torch.randn(8, 3)).backward()
+    allocated = weakref.ref(model[0].weight.grad)
+    opt.step()
+    assert model[0].weight.grad is not allocated()  # now a view of the flat buffer
+    assert allocated() is not None
+    opt.zero_grad()
+    assert allocated() is None

@@ -4,6 +4,8 @@ optimizer that steps them."""
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 
@@ -57,7 +59,11 @@ class _Buffer:
         opt._make_plan()
         self.opt = opt
         self.rule = opt.rule
-        self.seen = {name: group[name] for name in (*numpy_class.hyperparameter_names(), "backend")}
+        names = (*numpy_class.hyperparameter_names(), "backend")
+        self.seen = {name: group[name] for name in names}
+        # group -> the values of ``seen``'s names as a tuple, in one C call
+        # (always several names: maximize, l1, l1_mode, backend, ...)
+        self.get_hyperparameters = operator.itemgetter(*names)
         self.grads = [self.view(self.flat_grad, i) for i in range(len(params))]
         n = len(params)
         scalar = _scalar_dtype()
@@ -71,6 +77,7 @@ class _Buffer:
                 self.host[name] = (t, t.numpy())
             else:  # a flag (SGD's momentum_started): torch shows it by the state's presence
                 self.host[name] = (None, np.zeros(n, dtype=bool))
+        self.uniform_arrays = (self.steps_np, *(a for _, a in self.host.values()))
         self.views = {}
         self.active = ()
         self.refresh_views()
@@ -124,5 +131,15 @@ class _Buffer:
 
 def _uniform(buf: _Buffer) -> bool:
     """Whether every tensor of ``buf`` has the same step count and host scalars
-    (checked on the arrays, since ``state[p]["step"]`` may be edited in place)."""
-    return all((arr == arr[0]).all() for arr in (buf.steps_np, *(a for _, a in buf.host.values())))
+    (checked on the arrays, since ``state[p]["step"]`` may be edited in place).
+
+    Compared as bytes (an array is uniform iff its bytes equal themselves
+    shifted by one element): 0.1 us where ``(arr == arr[0]).all()`` takes 1-2.
+    Bitwise equality implies ``==`` except for NaN (those tensors then share
+    one kernel call instead of one each: the same element-wise result), and
+    misses only 0.0 == -0.0 (then the per-run path, which groups them anyway)."""
+    for arr in buf.uniform_arrays:
+        b = arr.tobytes()
+        if b[arr.itemsize :] != b[: -arr.itemsize]:
+            return False
+    return True

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import operator
 from collections import defaultdict
 
 import torch
+import torch.autograd.profiler as _autograd_profiler
+import torch.optim.optimizer as _torch_optimizer
 
 from fastgd.torch import _device
 from fastgd.torch._buffer import _Buffer, _uniform
@@ -18,6 +21,13 @@ _TORCH_KEYWORDS = {"foreach": None, "fused": None, "capturable": False, "differe
 _DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 #: Rules whose torch class creates every parameter's state in ``__init__``.
 _EAGER_STATE = frozenset({"adagrad"})
+
+_const_data_ptr = torch.Tensor.const_data_ptr  # data_ptr() without its mutation checks
+_get_grad = operator.attrgetter("grad")
+_is = operator.is_
+_profiler_enabled = torch.autograd._profiler_enabled
+_set_grad_enabled = torch._C._set_grad_enabled
+_is_grad_enabled = torch.is_grad_enabled
 
 
 class FlatOptimizer(torch.optim.Optimizer):
@@ -38,6 +48,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         del defaults["params"]
         self._buffers: list[list[_Buffer]] = []
         self._group_params: list[list] = []
+        self._released: list = []  # gradients copied in, dropped at zero_grad()
         super().__init__(params, defaults)
 
     # -- groups and buffers ---------------------------------------------------
@@ -150,42 +161,52 @@ class FlatOptimizer(torch.optim.Optimizer):
         for index, (group, plist) in enumerate(zip(groups, self._group_params, strict=True)):
             params = group["params"]
             if params is not plist and (
-                len(params) != len(plist)
-                or any(a is not b for a, b in zip(params, plist, strict=True))
+                len(params) != len(plist) or not all(map(_is, params, plist))
             ):
                 raise RuntimeError(
                     f"the tensors of param group {index} were changed in place; "
                     "use add_param_group, or re-create the optimizer"
                 )
 
-    def _check_buffer(self, buf: _Buffer, group: dict, index: int) -> list[bool]:
+    def _check_buffer(self, buf: _Buffer, group: dict, index: int) -> list[bool] | None:
         """Check that the tensors still live in ``buf``, bring the hyperparameters
         over from ``group`` (fastgd validates them), gather the gradients into
-        the flat gradient buffer. Returns which tensors have a gradient."""
-        for i, (p, ptr) in enumerate(zip(buf.params, buf.ptrs, strict=True)):
-            if p.data_ptr() != ptr:
-                raise RuntimeError(
-                    f"parameter {buf.indices[i]} of param group {index} no longer lives in "
-                    "fastgd's flat buffer (its .data was re-assigned, or the model was "
-                    "moved or cast with .to()/.double()/.cuda()); nothing was updated. "
-                    "Re-create the optimizer after moving the model."
-                )
+        the flat gradient buffer. Returns which tensors have a gradient, or
+        None when all have one and every ``.grad`` is already ``buf``'s view.
+
+        The common case is a few C-level passes (``map``) over the tensors;
+        any difference falls back to the per-tensor loops."""
+        params = buf.params
+        if list(map(_const_data_ptr, params)) != buf.ptrs:
+            for i, (p, ptr) in enumerate(zip(params, buf.ptrs, strict=True)):
+                if p.data_ptr() != ptr:
+                    raise RuntimeError(
+                        f"parameter {buf.indices[i]} of param group {index} no longer lives "
+                        "in fastgd's flat buffer (its .data was re-assigned, or the model was "
+                        "moved or cast with .to()/.double()/.cuda()); nothing was updated. "
+                        "Re-create the optimizer after moving the model."
+                    )
         opt = buf.opt
         seen = buf.seen
-        for name, old in seen.items():
-            value = group[name]
-            if value is not old and value != old:
-                setattr(opt, name, value)
-                seen[name] = value
+        # tuple == compares item by item, identity first: unequal iff some
+        # value is neither the one seen nor == to it (the loop's condition)
+        if buf.get_hyperparameters(group) != tuple(seen.values()):
+            for name, old in seen.items():
+                value = group[name]
+                if value is not old and value != old:
+                    setattr(opt, name, value)
+                    seen[name] = value
         if opt._plan is None:
             opt._make_plan()
             if buf.refresh_views():
-                for i, p in enumerate(buf.params):
+                for i, p in enumerate(params):
                     if self.state.get(p):
                         self.state[p] = buf.state_of(i)
+        grads = list(map(_get_grad, params))
+        if all(map(_is, grads, buf.grads)):
+            return None
         have = []
-        for i, (p, gview) in enumerate(zip(buf.params, buf.grads, strict=True)):
-            g = p.grad
+        for i, (p, g, gview) in enumerate(zip(params, grads, buf.grads, strict=True)):
             if g is None:
                 have.append(False)
                 continue
@@ -195,6 +216,10 @@ class FlatOptimizer(torch.optim.Optimizer):
                     raise TypeError(_sparse_message(where))
                 gview.copy_(g)
                 p.grad = gview
+                # freed at zero_grad(), when torch.optim frees it: freed here,
+                # glibc can trim the heap and the next backward page-faults
+                # every gradient in again
+                self._released.append(g)
             have.append(True)
         return have
 
@@ -223,27 +248,56 @@ class FlatOptimizer(torch.optim.Optimizer):
             Bad hyperparameters in ``param_groups`` (fastgd's checks), a sparse
             gradient. Nothing is updated.
         """
+        # torch's wrapper (Optimizer.profile_hook_step: step hooks, the
+        # profiler's record_function) only when it has something to do; without
+        # hooks or profiler it would cost 10-15 us a step and do nothing. Not
+        # reproduced: RecordFunction observers registered outside torch's
+        # profiler do not see an Optimizer.step region.
+        if (
+            self._optimizer_step_pre_hooks
+            or self._optimizer_step_post_hooks
+            or _torch_optimizer._global_optimizer_pre_hooks
+            or _torch_optimizer._global_optimizer_post_hooks
+            or _autograd_profiler._is_profiler_enabled
+            or _profiler_enabled()
+        ):
+            return _hooked_step(self, closure)
+        return self._step(closure)
+
+    #: Optimizer._patch_step_function does not wrap a step marked hooked
+    step.hooked = True
+
+    def _step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        with torch.no_grad():
+        grad_was = _is_grad_enabled()
+        _set_grad_enabled(False)  # torch.no_grad() without the context manager's 1.5 us
+        try:
             self._check_structure()
-            pairs = enumerate(zip(self.param_groups, self._buffers, strict=True))
-            todo = [
-                (buf, self._check_buffer(buf, group, index))
-                for index, (group, buffers) in pairs
-                for buf in buffers
-            ]
+            # at most one step's copied-in gradients are kept (a model.zero_grad()
+            # instead of opt.zero_grad() must not make them pile up)
+            self._released = []
+            todo = []
+            for index, (group, buffers) in enumerate(
+                zip(self.param_groups, self._buffers, strict=True)
+            ):
+                for buf in buffers:
+                    todo.append((buf, self._check_buffer(buf, group, index)))
             for buf, have in todo:
                 self._step_buffer(buf, have)
+        finally:
+            _set_grad_enabled(grad_was)
         return loss
 
-    def _step_buffer(self, buf: _Buffer, have: list[bool]) -> None:
-        n = len(have)
-        if all(have) and _uniform(buf):  # the common case: one kernel call
+    def _step_buffer(self, buf: _Buffer, have: list[bool] | None) -> None:
+        n = len(buf.params)
+        if (have is None or all(have)) and _uniform(buf):  # the common case: one kernel call
             self._step_run(buf, 0, n)
             return
+        if have is None:
+            have = [True] * n
         steps = buf.steps_np.tolist()
         hosts = [arr.tolist() for _, arr in buf.host.values()]
         i = 0
@@ -261,15 +315,19 @@ class FlatOptimizer(torch.optim.Optimizer):
     def _step_run(self, buf: _Buffer, i: int, j: int) -> None:
         """One kernel call for tensors ``[i, j)`` of ``buf``, which share their
         step count and host scalars."""
-        t = int(buf.steps_np[i]) + 1
-        host = {name: arr[i].item() for name, (_, arr) in buf.host.items()}
-        started = host.get("momentum_started", True)
-        buf.opt._step_range(
-            buf.np_grad, buf.bounds[i], buf.bounds[j], t, host, _device.stream(buf.flat)
-        )
+        steps = buf.steps_np
+        t = int(steps.item(i)) + 1
+        hosts = buf.host
+        if hosts:
+            host = {name: arr.item(i) for name, (_, arr) in hosts.items()}
+            started = host.get("momentum_started", True)
+        else:
+            host, started = {}, True
+        stream = _device.stream(buf.flat) if buf.device else None
+        buf.opt._step_range(buf.np_grad, buf.bounds[i], buf.bounds[j], t, host, stream)
         if buf.has_step:
-            buf.steps_np[i:j] = t
-        for name, (_, arr) in buf.host.items():
+            steps[i:j] = t
+        for name, (_, arr) in hosts.items():
             arr[i:j] = host[name]
         if (buf.has_step and t == 1) or not started and host["momentum_started"]:
             # first step of these tensors (SGD: first with momentum): torch
@@ -286,6 +344,7 @@ class FlatOptimizer(torch.optim.Optimizer):
         flat gradient buffer (one call per buffer); gradients that are None
         stay None.
         """
+        self._released = []
         if set_to_none:
             for group in self.param_groups:
                 for p in group["params"]:
@@ -393,7 +452,7 @@ class FlatOptimizer(torch.optim.Optimizer):
     def _restore(self, state: dict) -> None:
         loaded = state["state"]
         torch.optim.Optimizer.__setstate__(self, {**state, "state": defaultdict(dict)})
-        self._buffers, self._group_params = [], []
+        self._buffers, self._group_params, self._released = [], [], []
         for index, group in enumerate(self.param_groups):
             buffers = self._build(group, index)
             for buf in buffers:
@@ -408,6 +467,10 @@ def _restore(cls: type, state: dict) -> FlatOptimizer:
     opt = cls.__new__(cls)
     opt._restore(state)
     return opt
+
+
+#: torch's own step wrapper around the bare step, for when hooks or the profiler need it
+_hooked_step = torch.optim.Optimizer.profile_hook_step(FlatOptimizer._step)
 
 
 def _sparse_message(where: str) -> str:

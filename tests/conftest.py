@@ -48,3 +48,19 @@ def torch_default_dtype(dtype):
     torch.set_default_dtype(torch.float64 if dtype == np.float64 else torch.float32)
     yield
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A ``distributed.LocalCluster`` of 2 single-thread worker processes, as
+    issue 10 specifies, shared by the tests of ``fastgd.dask`` that do not
+    kill workers or need a fresh cluster."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

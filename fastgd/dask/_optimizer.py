@@ -1,0 +1,418 @@
+"""The client side of ``fastgd.dask``: a fastgd optimizer whose parameters and
+state live on Dask workers, chunk by chunk."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import uuid
+
+import numpy as np
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+from fastgd import _checks
+from fastgd.dask import _chunk
+
+
+def _dask_array_module():
+    import dask.array as da
+
+    return da
+
+
+def default_client(client=None):
+    """``client``, else the current ``distributed`` client, else a new
+    ``LocalCluster`` client (one worker process per core) that becomes the
+    current one."""
+    from distributed import Client, get_client
+
+    if client is not None:
+        if not isinstance(client, Client):
+            raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
+        return client
+    try:
+        return get_client()
+    except ValueError:
+        return Client()
+
+
+def block_indices(numblocks) -> list[tuple[int, ...]]:
+    """Every block index of an array with ``numblocks``, in C order."""
+    return list(itertools.product(*(range(n) for n in numblocks)))
+
+
+def check_dask_array(x, what: str):
+    """``x`` as a float32/float64 dask array, or a clear error naming ``what``."""
+    da = _dask_array_module()
+    if not isinstance(x, da.Array):
+        raise TypeError(
+            f"{what} must be a dask array (dask.array.Array), got {type(x).__name__}; "
+            "for NumPy arrays use fastgd's NumPy-API classes (fastgd.Adam)"
+        )
+    _checks.check_dtype(np.dtype(x.dtype), what)
+    if any(np.isnan(s) for s in x.shape):
+        raise ValueError(f"{what} has unknown chunk sizes; call {what}.compute_chunk_sizes() first")
+    return x
+
+
+def futures_by_block(client, x) -> tuple[object, list]:
+    """Persist ``x`` on ``client``; its futures in C order of the blocks."""
+    from distributed import futures_of
+
+    persisted = client.persist(x)
+    by_key = {f.key: f for f in futures_of(persisted)}
+    name = persisted.name
+    return persisted, [by_key[(name, *idx)] for idx in block_indices(persisted.numblocks)]
+
+
+def snapshot(futures, name: str, chunks, dtype):
+    """A persisted dask array over ``futures`` (one per block, C order)."""
+    da = _dask_array_module()
+    numblocks = tuple(len(c) for c in chunks)
+    graph = {(name, *idx): f for idx, f in zip(block_indices(numblocks), futures, strict=True)}
+    return da.Array(graph, name, chunks=chunks, dtype=dtype)
+
+
+def place(client, n: int) -> list[str]:
+    """A worker for each of ``n`` chunks: contiguous runs of chunks, as many
+    per worker as its share of the cluster's threads (the chunks of a slice of
+    the parameters stay together)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    if not workers:
+        raise RuntimeError("the Dask cluster has no workers")
+    addresses = sorted(workers)
+    threads = np.array([workers[a]["nthreads"] for a in addresses], dtype=float)
+    bounds = np.concatenate([[0.0], np.cumsum(threads) / threads.sum()])
+    # chunk i goes to the worker whose share of [0, 1) holds its midpoint
+    return [addresses[np.searchsorted(bounds, (i + 0.5) / n, side="right") - 1] for i in range(n)]
+
+
+class DaskOptimizer:
+    """Base class of the ``fastgd.dask`` optimizers (see :class:`fastgd.dask.Adam`).
+
+    Subclasses are made by :func:`fastgd.dask._make_class` from a
+    :data:`fastgd.OPTIMIZERS` class, whose validation and kernels they use.
+    """
+
+    _numpy_class: type
+
+    def __init__(
+        self, params, *, client=None, backend: str = "serial", _resume=None, **hyperparameters
+    ):
+        params = check_dask_array(params, "params")
+        cls = self._numpy_class
+        dtype = np.dtype(params.dtype)
+        if backend == "cuda":
+            raise ValueError(
+                "fastgd.dask runs fastgd's CPU loops on the workers: backend must be "
+                "'serial', 'parallel' or 'auto'"
+            )
+        # fastgd's own constructor validates the hyperparameters and backend
+        # (on a one-element array of the same dtype) before anything is sent
+        shadow = _chunk._numpy_optimizer(
+            cls.rule.name, np.zeros(1, dtype), {**cls(np.zeros(1, dtype)).hyperparameters,
+                                               **hyperparameters}, backend
+        )  # fmt: skip
+        if backend == "cuda":
+            raise ValueError(
+                "fastgd.dask runs the CPU kernels: backend must be 'serial', 'parallel' or 'auto'"
+            )
+        shadow._make_plan()
+        d = self.__dict__
+        d["_shadow"] = shadow
+        d["_client"] = client = default_client(client)
+        d["_dtype"] = dtype
+        d["_shape"] = tuple(params.shape)
+        d["_chunks"] = params.chunks
+        d["_id"] = uuid.uuid4().hex[:12]
+        d["_steps"] = 0
+        d["_lost"] = None
+        d["_params_cache"] = None
+        d["_backend"] = backend
+        d["_workers"] = place(client, math.prod(params.numblocks))
+        hp = shadow.hyperparameters
+        rule = cls.rule.name
+        if _resume is None:
+            made = self._submit(
+                "chunks0",
+                lambda i, block: (_chunk.make_chunk, i, (params.name, *block), rule, hp, backend),
+                params.__dask_graph__(),
+                params.name,
+            )
+        else:  # a checkpoint: state arrays with the parameters' chunks, step, host scalars
+            step, host, states = _resume["step"], _resume["host"], _resume["state"]
+            names = tuple(states)
+            arrays = [params, *states.values()]
+            graph = HighLevelGraph.merge(*(a.__dask_graph__() for a in arrays))
+            made = self._submit(
+                f"chunks{step}",
+                lambda i, block: (
+                    _chunk.resume_chunk, i, (params.name, *block), rule, hp, backend, step,
+                    host, names, *((a.name, *block) for a in states.values()),
+                ),
+                graph,
+                [a.name for a in arrays],
+            )  # fmt: skip
+            d["_steps"] = step
+        self._wait(made, "making the chunks")
+        d["_blocks"] = made
+
+    @classmethod
+    def _resumed(cls, params, resume: dict, *, client=None, backend="serial", **hyperparameters):
+        """An optimizer of this class over ``params`` with the state of a
+        checkpoint: ``resume`` = ``{"step": int, "host": dict, "state":
+        {name: dask array with params' chunks}}``."""
+        opt = cls.__new__(cls)
+        DaskOptimizer.__init__(
+            opt, params, client=client, backend=backend, _resume=resume, **hyperparameters
+        )
+        return opt
+
+    # -- attributes -------------------------------------------------------------
+
+    def __getattr__(self, name: str):
+        if name in self._numpy_class.hyperparameter_names():
+            return getattr(self.__dict__["_shadow"], name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value) -> None:
+        if name not in self._numpy_class.hyperparameter_names():
+            raise AttributeError(
+                f"{type(self).__name__} has no settable attribute {name!r}; settable: "
+                f"{', '.join(self._numpy_class.hyperparameter_names())}"
+            )
+        setattr(self._shadow, name, value)  # validated by fastgd; applied at the next step
+
+    @property
+    def hyperparameters(self) -> dict:
+        """The current hyperparameters, by torch's names."""
+        return self._shadow.hyperparameters
+
+    @property
+    def client(self):
+        """The ``distributed.Client`` the chunks live on."""
+        return self._client
+
+    @property
+    def steps(self) -> int:
+        """Steps taken."""
+        return self._steps
+
+    @property
+    def chunks(self) -> tuple:
+        """The chunks of the parameters; every gradient must have them."""
+        return self._chunks
+
+    @property
+    def shape(self) -> tuple:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def workers(self) -> list[str]:
+        """The worker address of each chunk (C order of the blocks)."""
+        return list(self._workers)
+
+    @property
+    def params(self):
+        """The current parameters: a persisted dask array, a snapshot (later
+        steps leave it unchanged; reading it copies each chunk on its worker,
+        once per step)."""
+        cached = self._params_cache
+        if cached is None or cached[0] != self._steps:
+            self._check_alive()
+            futures = self._submit(
+                f"params{self._steps}", lambda i, _: (_chunk.read_params, self._blocks[i])
+            )
+            name = f"fastgd-{self._id}-params-{self._steps}"
+            cached = (self._steps, snapshot(futures, name, self._chunks, self._dtype))
+            self.__dict__["_params_cache"] = cached
+        return cached[1]
+
+    @property
+    def state(self) -> dict:
+        """The state arrays by torch's names, as dask array snapshots (the
+        initial values before the first step)."""
+        self._check_alive()
+        out = {}
+        for name in self._shadow.rule.active(self._shadow):
+            futures = self._submit(
+                f"{name}{self._steps}",
+                lambda i, _, name=name: (_chunk.read_state, self._blocks[i], name),
+            )
+            out[name] = snapshot(
+                futures, f"fastgd-{self._id}-{name}-{self._steps}", self._chunks, self._dtype
+            )
+        return out
+
+    # -- the step -----------------------------------------------------------------
+
+    def step(self, grad) -> None:
+        """One update of every chunk, each on the worker that holds it.
+
+        Parameters
+        ----------
+        grad : dask array
+            Same shape, dtype and chunks as the parameters (``opt.chunks``);
+            its blocks are computed where Dask schedules them and sent to the
+            chunk's worker (nothing moves if they were computed there).
+
+        Raises
+        ------
+        TypeError, ValueError
+            A gradient of another type, dtype, shape or chunking; bad
+            hyperparameters. Nothing is sent.
+        fastgd.dask.LostStateError
+            A worker holding optimizer state left the cluster: resume from
+            the last checkpoint (:func:`fastgd.dask.from_zarr`).
+        """
+        grad = check_dask_array(grad, "grad")
+        if np.dtype(grad.dtype) != self._dtype:
+            raise TypeError(f"grad dtype {grad.dtype} differs from params dtype {self._dtype}")
+        if tuple(grad.shape) != self._shape:
+            raise ValueError(f"grad shape {grad.shape} does not match params shape {self._shape}")
+        if grad.chunks != self._chunks:
+            raise ValueError(
+                f"grad has chunks {grad.chunks} but params have {self._chunks}: each gradient "
+                "block must match a parameter chunk; use grad.rechunk(opt.chunks)"
+            )
+        shadow = self._shadow
+        shadow._make_plan()  # relations between hyperparameters, representability
+        self._check_alive()
+        t = self._steps
+        hp = shadow.hyperparameters
+        stepped = self._submit(
+            f"step{t + 1}",
+            lambda i, block: (_chunk.step_chunk, self._blocks[i], (grad.name, *block), t, hp),
+            grad.__dask_graph__(),
+            grad.name,
+        )
+        previous = self._blocks
+        d = self.__dict__
+        d["_blocks"] = stepped
+        d["_steps"] = t + 1
+        d["_params_cache"] = None
+        # at most one step in flight: the scheduler has the next step's tasks
+        # while this one computes, and gradients do not pile up
+        self._wait(previous, f"step {t}")
+
+    def set_params(self, params) -> None:
+        """Replace the parameters (same shape, dtype and chunks), keeping the
+        state and the step count, as ``np.copyto(opt.params, x)`` does on
+        one machine (``minimize`` restores its best point this way)."""
+        params = check_dask_array(params, "params")
+        if np.dtype(params.dtype) != self._dtype or tuple(params.shape) != self._shape:
+            raise ValueError(
+                f"params must have shape {self._shape} and dtype {self._dtype}, got "
+                f"{params.shape} {params.dtype}"
+            )
+        if params.chunks != self._chunks:
+            raise ValueError(
+                f"params has chunks {params.chunks}, the optimizer {self._chunks}; "
+                "use params.rechunk(opt.chunks)"
+            )
+        self._check_alive()
+        t = self._steps
+        replaced = self._submit(
+            f"set{t}-{uuid.uuid4().hex[:6]}",
+            lambda i, block: (_chunk.set_params, self._blocks[i], (params.name, *block)),
+            params.__dask_graph__(),
+            params.name,
+        )
+        previous = self._blocks
+        self.__dict__["_blocks"] = replaced
+        self.__dict__["_params_cache"] = None
+        self._wait(previous, f"step {t}")
+        self._wait(replaced, "setting the parameters")
+
+    def to_zarr(self, path) -> None:
+        """Checkpoint parameters, state, step count, host scalars and
+        hyperparameters to the zarr store ``path``, atomically; see
+        :func:`fastgd.dask.from_zarr`."""
+        from fastgd.dask._checkpoint import to_zarr
+
+        to_zarr(self, path)
+
+    def wait(self) -> None:
+        """Wait until every submitted step is done.
+
+        Raises
+        ------
+        fastgd.dask.LostStateError
+            A worker holding optimizer state left the cluster.
+        """
+        self._wait(self._blocks, f"step {self._steps}")
+
+    def _submit(self, what: str, task, graph=None, dependency=None) -> list:
+        """One message to the scheduler: ``graph`` (the gradient's, if any) and
+        ``task(i, block)`` for every chunk, each pinned to its chunk's worker."""
+        layers = dict(graph.layers) if graph is not None else {}
+        deps = dict(graph.dependencies) if graph is not None else {}
+        numblocks = tuple(len(c) for c in self._chunks)
+        keys = []
+        by_worker: dict[str, dict] = {}
+        for i, (block, w) in enumerate(zip(block_indices(numblocks), self._workers, strict=True)):
+            by_worker.setdefault(w, {})[i] = task(i, block)
+        names = {}
+        for j, (w, tasks) in enumerate(by_worker.items()):
+            name = names[w] = f"fastgd-{self._id}-{what}-{j}"
+            layers[name] = MaterializedLayer(
+                {(name, i): spec for i, spec in tasks.items()},
+                annotations={"workers": [w], "allow_other_workers": False},
+            )
+            if dependency is None:
+                deps[name] = set()
+            else:
+                deps[name] = {dependency} if isinstance(dependency, str) else set(dependency)
+        keys = [(names[w], i) for i, w in enumerate(self._workers)]
+        return self._client.get(HighLevelGraph(layers, deps), keys, sync=False)
+
+    # -- faults ---------------------------------------------------------------------
+
+    def _lose(self, what: str, detail: str) -> _chunk.LostStateError:
+        message = (
+            f"fastgd.dask: optimizer state was lost while {what} ({detail}). The "
+            "chunks live only in the workers' memory and cannot be recomputed; "
+            "this optimizer cannot step again. Resume from your last checkpoint: "
+            "opt = fastgd.dask.from_zarr(path) (written by opt.to_zarr(path))."
+        )
+        self.__dict__["_lost"] = message
+        return _chunk.LostStateError(message)
+
+    def _check_alive(self) -> None:
+        if self._lost is not None:
+            raise _chunk.LostStateError(self._lost)
+        bad = [i for i, f in enumerate(self._blocks) if f.status in ("error", "lost", "cancelled")]
+        alive = set(self._client.scheduler_info(n_workers=-1)["workers"])
+        gone = sorted({w for w in self._workers if w not in alive})
+        if bad or gone:
+            raise self._lose(
+                f"preparing step {self._steps + 1}",
+                f"chunks {bad} not in memory; workers {gone} left the cluster",
+            )
+
+    def _wait(self, futures, what: str) -> None:
+        from distributed import wait
+
+        wait(futures)
+        errors = [(i, f) for i, f in enumerate(futures) if f.status != "finished"]
+        if not errors:
+            return
+        i, f = errors[0]
+        try:
+            exc = f.exception()
+        except Exception as e:  # a cancelled future has no exception to give
+            exc = e
+        if isinstance(exc, (TypeError, ValueError)) and len(errors) == len(futures):
+            raise exc  # refused on every chunk: nothing changed
+        raise self._lose(what, f"chunk {i}: {type(exc).__name__}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return (
+            f"fastgd.dask.{type(self).__name__}(params: {self._shape} {self._dtype.name} in "
+            f"{len(self._workers)} chunks, {hp}, steps={self._steps})"
+        )

@@ -1,50 +1,89 @@
 """What runs on the Dask workers: one chunk's optimizer, made, stepped, read.
 
-A chunk is a fastgd NumPy-API optimizer over its own C-contiguous parameter
-array, with its state arrays beside it, all in one worker's memory. Every
-function here is a plain task function: the step runs the same generated
-kernel as ``fastgd.Adam(x).step(g)`` on one process, so the result of a
-chunk is bit-identical to the same elements on one machine.
+A chunk is a fastgd NumPy-API optimizer over its own C-contiguous copy of a
+block of the parameters, with its state arrays beside it, all in one worker
+process. Every function here is a task: a step runs the same generated kernel
+as ``fastgd.Adam(x).step(g)`` in one process, so each chunk's result is
+bit-identical to the same elements on one machine.
 
-A step takes the chunk object and returns the same object, updated in place
-(no copy of the parameters or state). The client keeps only the newest key,
-so each chunk lives once; a task refuses to step a chunk whose step count is
-not the one the client expects, so a chunk that a worker's death made Dask
-recompute from an older key is never stepped silently.
+Chunks are not Dask keys: they live in this module's registry in the worker
+process, found by ``(optimizer id, chunk index)``, and the tasks that use
+them return only small tokens. So a step's task depends on its gradient
+block alone and the scheduler keeps no lineage from step to step (its memory
+stays flat however many steps run), and no chunk is ever copied, moved or
+recomputed by Dask. Operations on one chunk (make, steps, reads, writes)
+carry a sequence number from the client and run strictly in that order: a
+task that arrives early raises ``distributed.Reschedule`` and is run again
+later. A chunk missing from the registry was lost with its worker: the task
+raises :class:`LostStateError`, never a result from other state.
 """
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
-from dask.sizeof import sizeof
 
 from fastgd.optimizers import OPTIMIZERS
 
 
+class LostStateError(RuntimeError):
+    """Optimizer state that lived on a Dask worker is gone (the worker died or
+    restarted): resume from the last checkpoint with ``fastgd.dask.from_zarr``."""
+
+
 class Chunk:
     """One chunk of a ``fastgd.dask`` optimizer: ``opt`` is a fastgd
-    optimizer over this chunk's own parameters."""
+    optimizer over this chunk's own parameters; ``done`` counts the
+    operations run on it (the next one to run has that sequence number)."""
 
-    __slots__ = ("index", "opt")
+    __slots__ = ("index", "opt", "done", "lock")
 
     def __init__(self, index: int, opt):
         self.index = index
         self.opt = opt
-
-    def nbytes(self) -> int:
-        return self.opt.params.nbytes + sum(a.nbytes for a in self.opt.state.values())
-
-
-@sizeof.register(Chunk)
-def _sizeof_chunk(chunk: Chunk) -> int:
-    # the scheduler places tasks by the size of their inputs: a chunk's
-    # parameters and state are what must not move
-    return chunk.nbytes()
+        self.done = 1  # operation 0 made it
+        self.lock = threading.Lock()
 
 
-class LostStateError(RuntimeError):
-    """A chunk's optimizer state is not the one the client expects (a worker
-    holding it died and Dask recomputed it from an older key)."""
+#: The chunks of this worker process by (optimizer id, chunk index).
+_REGISTRY: dict[tuple[str, int], Chunk] = {}
+_LOCK = threading.Lock()
+
+
+def _run_in_order(opt_id: str, index: int, seq: int, fn, *args):
+    """Run ``fn(chunk, *args)`` as operation ``seq`` of the chunk."""
+    from distributed import Reschedule
+
+    with _LOCK:
+        chunk = _REGISTRY.get((opt_id, index))
+    if chunk is None:
+        raise LostStateError(
+            f"chunk {index} of fastgd.dask optimizer {opt_id} is not on this worker: "
+            "the worker that held it died or restarted"
+        )
+    with chunk.lock:  # chunks of one worker step in parallel on its threads
+        if chunk.done < seq:
+            raise Reschedule()  # an earlier operation has not run yet
+        if chunk.done > seq:
+            raise LostStateError(
+                f"operation {seq} of chunk {index} arrived after operation {chunk.done - 1} "
+                "ran: Dask re-ran a task, so the state cannot be trusted"
+            )
+        try:
+            return fn(chunk, *args)
+        finally:
+            chunk.done = seq + 1
+
+
+def forget(opt_id: str) -> int:
+    """Drop every chunk of optimizer ``opt_id`` from this worker (run by
+    ``client.run`` when the optimizer is closed or garbage-collected)."""
+    with _LOCK:
+        keys = [k for k in _REGISTRY if k[0] == opt_id]
+        for k in keys:
+            del _REGISTRY[k]
+    return len(keys)
 
 
 def _numpy_optimizer(rule: str, params: np.ndarray, hyperparameters: dict, backend: str):
@@ -63,20 +102,27 @@ def _init_kwargs(cls, hyperparameters: dict) -> dict:
     return {k: v for k, v in hyperparameters.items() if k in accepted}
 
 
-def make_chunk(index, block, rule, hyperparameters, backend, state=None) -> Chunk:
-    """A chunk from a block of the initial parameters (copied: the optimizer
-    owns its memory, so no other Dask key aliases what the steps update).
-    ``state``: a fastgd ``state_dict`` to resume from (arrays of this block)."""
+def make_chunk(opt_id, index, block, rule, hyperparameters, backend, state=None) -> int:
+    """Make chunk ``index`` from a block of the initial parameters (copied: the
+    optimizer owns its memory, so nothing else aliases what the steps update)
+    and register it. ``state``: a fastgd ``state_dict`` to resume from.
+    Returns the chunk's bytes."""
     params = np.array(block, dtype=block.dtype, order="C", copy=True)
     opt = _numpy_optimizer(rule, params, hyperparameters, backend)
     if state is not None:
         opt.load_state_dict(state)
-    return Chunk(index, opt)
+    chunk = Chunk(index, opt)
+    with _LOCK:
+        _REGISTRY[(opt_id, index)] = chunk
+    return params.nbytes
 
 
-def resume_chunk(index, block, rule, hyperparameters, backend, step, host, names, *states) -> Chunk:
-    """A chunk from checkpointed blocks: parameters ``block`` and state arrays
-    ``states`` (named ``names``) at step ``step`` with host scalars ``host``."""
+def resume_chunk(
+    opt_id, index, block, rule, hyperparameters, backend, step, host, names, *states
+) -> int:
+    """Make chunk ``index`` from checkpointed blocks: parameters ``block`` and
+    state arrays ``states`` (named ``names``) at step ``step`` with host
+    scalars ``host``."""
     state = {
         "format": "fastgd.state_dict/1",
         "rule": rule,
@@ -87,29 +133,28 @@ def resume_chunk(index, block, rule, hyperparameters, backend, step, host, names
         "state": {n: np.ascontiguousarray(a) for n, a in zip(names, states, strict=True)},
         "host": dict(host),
     }
-    return make_chunk(index, block, rule, hyperparameters, backend, state)
+    return make_chunk(opt_id, index, block, rule, hyperparameters, backend, state)
 
 
-def step_chunk(chunk: Chunk, grad, expected_steps: int, hyperparameters: dict) -> Chunk:
-    """Step ``chunk`` in place with its block of the gradient; return it."""
+def step_chunk(chunk: Chunk, grad, expected_steps: int, hyperparameters: dict) -> int:
+    """Step ``chunk`` in place with its block of the gradient; return its step count."""
     opt = chunk.opt
     if opt.steps != expected_steps:
         raise LostStateError(
-            f"chunk {chunk.index} is at step {opt.steps}, expected {expected_steps}: its "
-            "state was lost with a worker and recomputed"
+            f"chunk {chunk.index} is at step {opt.steps}, expected {expected_steps}"
         )
     for name, value in hyperparameters.items():
         old = getattr(opt, name)
         if value is not old and value != old:
             setattr(opt, name, value)
     opt.step(grad if grad.flags.c_contiguous else np.ascontiguousarray(grad))
-    return chunk
+    return opt.steps
 
 
-def set_params(chunk: Chunk, block) -> Chunk:
-    """Copy ``block`` into the chunk's parameters (its state is kept); return it."""
+def set_params(chunk: Chunk, block) -> int:
+    """Copy ``block`` into the chunk's parameters (its state is kept)."""
     np.copyto(chunk.opt.params, block)
-    return chunk
+    return chunk.opt.steps
 
 
 def read_params(chunk: Chunk) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
+import weakref
 
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
@@ -55,16 +56,6 @@ def check_dask_array(x, what: str):
     return x
 
 
-def futures_by_block(client, x) -> tuple[object, list]:
-    """Persist ``x`` on ``client``; its futures in C order of the blocks."""
-    from distributed import futures_of
-
-    persisted = client.persist(x)
-    by_key = {f.key: f for f in futures_of(persisted)}
-    name = persisted.name
-    return persisted, [by_key[(name, *idx)] for idx in block_indices(persisted.numblocks)]
-
-
 def snapshot(futures, name: str, chunks, dtype):
     """A persisted dask array over ``futures`` (one per block, C order)."""
     da = _dask_array_module()
@@ -73,11 +64,23 @@ def snapshot(futures, name: str, chunks, dtype):
     return da.Array(graph, name, chunks=chunks, dtype=dtype)
 
 
+def live_workers(client) -> dict:
+    """The scheduler's workers now, by address (one round trip; the client's
+    cached ``scheduler_info`` may hold none while it refreshes)."""
+    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+
+
+def gone_workers(client, workers) -> list[str]:
+    """Those of ``workers`` that are no longer in the cluster."""
+    alive = live_workers(client)
+    return sorted({w for w in workers if w not in alive})
+
+
 def place(client, n: int) -> list[str]:
     """A worker for each of ``n`` chunks: contiguous runs of chunks, as many
     per worker as its share of the cluster's threads (the chunks of a slice of
     the parameters stay together)."""
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    workers = live_workers(client)
     if not workers:
         raise RuntimeError("the Dask cluster has no workers")
     addresses = sorted(workers)
@@ -109,14 +112,10 @@ class DaskOptimizer:
             )
         # fastgd's own constructor validates the hyperparameters and backend
         # (on a one-element array of the same dtype) before anything is sent
+        defaults = cls(np.zeros(1, dtype)).hyperparameters
         shadow = _chunk._numpy_optimizer(
-            cls.rule.name, np.zeros(1, dtype), {**cls(np.zeros(1, dtype)).hyperparameters,
-                                               **hyperparameters}, backend
-        )  # fmt: skip
-        if backend == "cuda":
-            raise ValueError(
-                "fastgd.dask runs the CPU kernels: backend must be 'serial', 'parallel' or 'auto'"
-            )
+            cls.rule.name, np.zeros(1, dtype), {**defaults, **hyperparameters}, backend
+        )
         shadow._make_plan()
         d = self.__dict__
         d["_shadow"] = shadow
@@ -126,34 +125,40 @@ class DaskOptimizer:
         d["_chunks"] = params.chunks
         d["_id"] = uuid.uuid4().hex[:12]
         d["_steps"] = 0
+        d["_seq"] = 1  # the next operation's number on every chunk (0 made them)
         d["_lost"] = None
         d["_params_cache"] = None
         d["_backend"] = backend
         d["_workers"] = place(client, math.prod(params.numblocks))
         hp = shadow.hyperparameters
         rule = cls.rule.name
+        opt_id = self._id
         if _resume is None:
             made = self._submit(
-                "chunks0",
-                lambda i, block: (_chunk.make_chunk, i, (params.name, *block), rule, hp, backend),
+                "chunks",
+                lambda i, b: (_chunk.make_chunk, opt_id, i, (params.name, *b), rule, hp, backend),
                 params.__dask_graph__(),
                 params.name,
+                priority=0,
             )
         else:  # a checkpoint: state arrays with the parameters' chunks, step, host scalars
             step, host, states = _resume["step"], _resume["host"], _resume["state"]
             names = tuple(states)
             arrays = [params, *states.values()]
-            graph = HighLevelGraph.merge(*(a.__dask_graph__() for a in arrays))
             made = self._submit(
-                f"chunks{step}",
-                lambda i, block: (
-                    _chunk.resume_chunk, i, (params.name, *block), rule, hp, backend, step,
-                    host, names, *((a.name, *block) for a in states.values()),
+                "chunks",
+                lambda i, b: (
+                    _chunk.resume_chunk, opt_id, i, (params.name, *b), rule, hp, backend,
+                    step, host, names, *((a.name, *b) for a in states.values()),
                 ),
-                graph,
+                HighLevelGraph.merge(*(a.__dask_graph__() for a in arrays)),
                 [a.name for a in arrays],
+                priority=0,
             )  # fmt: skip
             d["_steps"] = step
+        # the chunks live in the workers' registries, not as Dask keys: drop
+        # them there when this optimizer goes away
+        d["_finalizer"] = weakref.finalize(self, _forget, client, opt_id, list(self._workers))
         self._wait(made, "making the chunks")
         d["_blocks"] = made
 
@@ -195,7 +200,7 @@ class DaskOptimizer:
 
     @property
     def steps(self) -> int:
-        """Steps taken."""
+        """Steps taken (submitted; :meth:`wait` waits for them)."""
         return self._steps
 
     @property
@@ -205,10 +210,12 @@ class DaskOptimizer:
 
     @property
     def shape(self) -> tuple:
+        """The parameters' shape."""
         return self._shape
 
     @property
     def dtype(self) -> np.dtype:
+        """The parameters' dtype (float32 or float64)."""
         return self._dtype
 
     @property
@@ -224,9 +231,7 @@ class DaskOptimizer:
         cached = self._params_cache
         if cached is None or cached[0] != self._steps:
             self._check_alive()
-            futures = self._submit(
-                f"params{self._steps}", lambda i, _: (_chunk.read_params, self._blocks[i])
-            )
+            futures = self._op(f"params{self._steps}", lambda i, b: (_chunk.read_params,))
             name = f"fastgd-{self._id}-params-{self._steps}"
             cached = (self._steps, snapshot(futures, name, self._chunks, self._dtype))
             self.__dict__["_params_cache"] = cached
@@ -239,9 +244,8 @@ class DaskOptimizer:
         self._check_alive()
         out = {}
         for name in self._shadow.rule.active(self._shadow):
-            futures = self._submit(
-                f"{name}{self._steps}",
-                lambda i, _, name=name: (_chunk.read_state, self._blocks[i], name),
+            futures = self._op(
+                f"{name}{self._steps}", lambda i, b, name=name: (_chunk.read_state, name)
             )
             out[name] = snapshot(
                 futures, f"fastgd-{self._id}-{name}-{self._steps}", self._chunks, self._dtype
@@ -252,6 +256,9 @@ class DaskOptimizer:
 
     def step(self, grad) -> None:
         """One update of every chunk, each on the worker that holds it.
+
+        Submits the step and returns once the previous one is done: one step
+        computes while the next is already with the scheduler.
 
         Parameters
         ----------
@@ -284,9 +291,9 @@ class DaskOptimizer:
         self._check_alive()
         t = self._steps
         hp = shadow.hyperparameters
-        stepped = self._submit(
+        stepped = self._op(
             f"step{t + 1}",
-            lambda i, block: (_chunk.step_chunk, self._blocks[i], (grad.name, *block), t, hp),
+            lambda i, b: (_chunk.step_chunk, (grad.name, *b), t, hp),
             grad.__dask_graph__(),
             grad.name,
         )
@@ -315,18 +322,15 @@ class DaskOptimizer:
                 "use params.rechunk(opt.chunks)"
             )
         self._check_alive()
-        t = self._steps
-        replaced = self._submit(
-            f"set{t}-{uuid.uuid4().hex[:6]}",
-            lambda i, block: (_chunk.set_params, self._blocks[i], (params.name, *block)),
+        replaced = self._op(
+            f"set{self._steps}",
+            lambda i, b: (_chunk.set_params, (params.name, *b)),
             params.__dask_graph__(),
             params.name,
         )
-        previous = self._blocks
-        self.__dict__["_blocks"] = replaced
         self.__dict__["_params_cache"] = None
-        self._wait(previous, f"step {t}")
         self._wait(replaced, "setting the parameters")
+        self.__dict__["_blocks"] = replaced
 
     def to_zarr(self, path) -> None:
         """Checkpoint parameters, state, step count, host scalars and
@@ -346,13 +350,38 @@ class DaskOptimizer:
         """
         self._wait(self._blocks, f"step {self._steps}")
 
-    def _submit(self, what: str, task, graph=None, dependency=None) -> list:
+    def close(self) -> None:
+        """Drop the chunks from the workers now (also done when the optimizer
+        is garbage-collected); the optimizer cannot be used afterwards."""
+        if self._lost is None:
+            self.__dict__["_lost"] = "fastgd.dask: the optimizer was closed"
+        self._finalizer()
+
+    # -- tasks ----------------------------------------------------------------------
+
+    def _op(self, what: str, task, graph=None, dependency=None) -> list:
+        """Operation ``self._seq`` on every chunk: ``task(i, block)`` gives
+        ``(fn, *args)``, run as ``fn(chunk, *args)`` on chunk ``i``'s worker
+        after every operation submitted before it."""
+        seq = self._seq
+        self.__dict__["_seq"] = seq + 1
+        opt_id = self._id
+        return self._submit(
+            f"{what}-{seq}",
+            lambda i, b: (_chunk._run_in_order, opt_id, i, seq, *task(i, b)),
+            graph,
+            dependency,
+            priority=-seq,
+        )
+
+    def _submit(self, what: str, task, graph=None, dependency=None, *, priority=0) -> list:
         """One message to the scheduler: ``graph`` (the gradient's, if any) and
-        ``task(i, block)`` for every chunk, each pinned to its chunk's worker."""
+        ``task(i, block)`` for every chunk, each pinned to its chunk's worker.
+        Earlier operations get higher priority: a worker runs step t before
+        t + 1, so the client learns early that t is done."""
         layers = dict(graph.layers) if graph is not None else {}
         deps = dict(graph.dependencies) if graph is not None else {}
         numblocks = tuple(len(c) for c in self._chunks)
-        keys = []
         by_worker: dict[str, dict] = {}
         for i, (block, w) in enumerate(zip(block_indices(numblocks), self._workers, strict=True)):
             by_worker.setdefault(w, {})[i] = task(i, block)
@@ -368,7 +397,7 @@ class DaskOptimizer:
             else:
                 deps[name] = {dependency} if isinstance(dependency, str) else set(dependency)
         keys = [(names[w], i) for i, w in enumerate(self._workers)]
-        return self._client.get(HighLevelGraph(layers, deps), keys, sync=False)
+        return self._client.get(HighLevelGraph(layers, deps), keys, sync=False, priority=priority)
 
     # -- faults ---------------------------------------------------------------------
 
@@ -382,22 +411,28 @@ class DaskOptimizer:
         self.__dict__["_lost"] = message
         return _chunk.LostStateError(message)
 
+    def _gone_workers(self) -> list[str]:
+        return gone_workers(self._client, self._workers)
+
     def _check_alive(self) -> None:
         if self._lost is not None:
             raise _chunk.LostStateError(self._lost)
-        bad = [i for i, f in enumerate(self._blocks) if f.status in ("error", "lost", "cancelled")]
-        alive = set(self._client.scheduler_info(n_workers=-1)["workers"])
-        gone = sorted({w for w in self._workers if w not in alive})
-        if bad or gone:
-            raise self._lose(
-                f"preparing step {self._steps + 1}",
-                f"chunks {bad} not in memory; workers {gone} left the cluster",
-            )
+        gone = self._gone_workers()
+        if gone:
+            raise self._lose(f"preparing operation {self._seq}", f"workers {gone} left the cluster")
 
     def _wait(self, futures, what: str) -> None:
         from distributed import wait
 
-        wait(futures)
+        while True:  # a task pinned to a worker that died would wait forever
+            try:
+                wait(futures, timeout=_WATCH_SECONDS)
+                break
+            except TimeoutError:
+                gone = self._gone_workers()
+                if gone:
+                    self._client.cancel(futures)
+                    raise self._lose(what, f"workers {gone} left the cluster") from None
         errors = [(i, f) for i, f in enumerate(futures) if f.status != "finished"]
         if not errors:
             return
@@ -406,8 +441,6 @@ class DaskOptimizer:
             exc = f.exception()
         except Exception as e:  # a cancelled future has no exception to give
             exc = e
-        if isinstance(exc, (TypeError, ValueError)) and len(errors) == len(futures):
-            raise exc  # refused on every chunk: nothing changed
         raise self._lose(what, f"chunk {i}: {type(exc).__name__}: {exc}") from exc
 
     def __repr__(self) -> str:
@@ -416,3 +449,16 @@ class DaskOptimizer:
             f"fastgd.dask.{type(self).__name__}(params: {self._shape} {self._dtype.name} in "
             f"{len(self._workers)} chunks, {hp}, steps={self._steps})"
         )
+
+
+#: Seconds between checks that the chunks' workers are alive while waiting.
+_WATCH_SECONDS = 2.0
+
+
+def _forget(client, opt_id: str, workers: list[str]) -> None:
+    """Drop optimizer ``opt_id``'s chunks from the workers' registries."""
+    try:
+        if client.status == "running":
+            client.run(_chunk.forget, opt_id, workers=sorted(set(workers)), wait=False)
+    except Exception:  # the client or cluster is shutting down: the workers go too
+        pass

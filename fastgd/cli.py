@@ -210,7 +210,8 @@ def _add_bench(subparsers) -> None:
             "--crossover times the serial, parallel and auto loops of one rule across sizes; "
             "--startup times import + first step in fresh processes; "
             "--torch times fastgd.torch against torch.optim on real models (step and "
-            "training iteration)."
+            "training iteration); --dask times fastgd.dask on a LocalCluster against one "
+            "process."
         ),
     )
     p.add_argument("--rules", type=_rules, help="comma-separated rules (default: all)")
@@ -244,6 +245,28 @@ def _add_bench(subparsers) -> None:
         help="fastgd.torch vs torch.optim vs the bare kernel on an MLP, a transformer and a "
         "1e7-parameter model: step and training iteration (--rules, default "
         f"{','.join(bench.TORCH_BENCH_RULES)}; --repeat default {bench.TORCH_BENCH_REPEAT})",
+    )
+    mode.add_argument(
+        "--dask",
+        action="store_true",
+        help="fastgd.dask on a LocalCluster of single-thread workers vs the one-process "
+        "parallel step (--rules: one rule, default adam; --sizes: one size, default "
+        f"{bench.format_n(bench.DASK_N)}; --repeat default {bench.DASK_REPEAT})",
+    )
+    p.add_argument(
+        "--chunks",
+        type=_positive_int,
+        help=f"--dask: chunks of the parameters (default {bench.DASK_CHUNKS})",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        help=f"--dask: single-thread worker processes (default {bench.DASK_WORKERS})",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="--dask: an existing cluster's scheduler (tcp://host:8786) instead of a LocalCluster",
     )
     p.add_argument(
         "--json",
@@ -302,8 +325,34 @@ def _torch(args, info) -> tuple[dict, str]:
     return {"rows": rows}, "\n\n".join([table, bench.torch_notes(rows)])
 
 
+def _dask(args, info) -> tuple[dict, str]:
+    row = bench.measure_dask(
+        args.rules[0] if args.rules else "adam",
+        args.sizes[0] if args.sizes else bench.DASK_N,
+        args.chunks or bench.DASK_CHUNKS,
+        args.dtype,
+        args.workers or bench.DASK_WORKERS,
+        args.repeat or bench.DASK_REPEAT,
+        scheduler=args.scheduler,
+        progress=_progress,
+    )
+    table = bench.format_table([row], args.markdown, bench.DASK_COLUMNS)
+    return {"rows": [row]}, "\n\n".join([table, bench.dask_notes(row)])
+
+
 def _bench_conflict(args) -> str | None:
     """Why the flags of ``fastgd bench`` do not go together, or None."""
+    dask_only = args.chunks or args.workers or args.scheduler
+    if dask_only and not args.dask:
+        return "--chunks, --workers and --scheduler go with --dask"
+    if args.dask and args.rules and len(args.rules) != 1:
+        return "--dask: give one rule with --rules"
+    if args.dask and args.sizes and len(args.sizes) != 1:
+        return "--dask: give one size with --sizes"
+    if args.dask and (args.backend != "auto" or args.no_torch):
+        return "--dask compares with fastgd's own parallel step; drop --backend and --no-torch"
+    if args.dask and args.scheduler and args.workers:
+        return "--workers sizes a LocalCluster; drop it with --scheduler"
     if args.torch and (args.sizes or args.backend != "auto" or args.dtype != "float32"):
         return "--torch times fixed float32 models on the CPU; drop --sizes, --backend and --dtype"
     if args.torch and args.no_torch:
@@ -346,10 +395,19 @@ def _run_bench(args) -> int:
         except ImportError as e:
             print(f"fastgd bench --torch: {e}", file=sys.stderr)
             return 2
-    with_torch = not (args.no_torch or args.crossover or args.startup)
+    if args.dask:
+        try:
+            import distributed  # noqa: F401
+        except ImportError as e:
+            print(f"fastgd bench --dask needs dask and distributed ({e}): "
+                  'pip install "fastgd[dask]"', file=sys.stderr)  # fmt: skip
+            return 2
+    with_torch = not (args.no_torch or args.crossover or args.startup or args.dask)
     info = bench.machine_info(args.dtype, with_torch=with_torch)
     if args.torch:
         measure = _torch
+    elif args.dask:
+        measure = _dask
     else:
         measure = _crossover if args.crossover else _startup if args.startup else _table
     try:

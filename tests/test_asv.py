@@ -27,13 +27,14 @@ from benchmarks import (  # noqa: E402
     ceiling,
     common,
     compilation,
+    dask_step,
     memory,
     minimize,
     step,
     torch_adapter,
 )
 
-MODULES = (ceiling, compilation, memory, minimize, step, torch_adapter)
+MODULES = (ceiling, compilation, dask_step, memory, minimize, step, torch_adapter)
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TWO_RULES = ["sgd", "adam"]
 
@@ -41,7 +42,7 @@ TWO_RULES = ["sgd", "adam"]
 EXPECTED = {
     "time_step", "track_fraction_of_ceiling", "track_gbps", "track_speedup_vs_torch",
     "time_compile", "peakmem_step", "peakmem_arrays", "track_step_allocated_bytes",
-    "time_minimize", "time_step_cuda", "track_step_time_vs_torch",
+    "time_minimize", "time_step_cuda", "track_step_time_vs_torch", "track_efficiency",
 }  # fmt: skip
 
 
@@ -207,3 +208,19 @@ def test_asv_conf_uses_ignored_directories():
         ["git", "check-ignore", *probes], cwd=ROOT, capture_output=True, text=True
     )
     assert done.stdout.split() == probes
+
+
+def test_dask_efficiency(monkeypatch, dask_client):
+    """The asv benchmark's value is measure_dask's efficiency (tiny N, the
+    session's cluster)."""
+    real = bench.measure_dask
+
+    def tiny(rule, n, repeat, flatness_steps):
+        return real(rule, 4_000, chunks=4, repeat=1, steps=2, flatness_steps=0,
+                    scheduler=dask_client.scheduler.address)  # fmt: skip
+
+    monkeypatch.setattr(bench, "measure_dask", tiny)
+    b = dask_step.DaskStep()
+    b.setup(2 * 10**7)
+    row = b.row
+    assert b.track_efficiency(2 * 10**7) == row["single_step_s"] / row["dask_step_s"] > 0

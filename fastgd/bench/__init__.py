@@ -26,6 +26,8 @@ re-exported here (``fastgd.bench.run_bench``, ``fastgd.bench.crossover``, ...):
   (``--startup``);
 - :mod:`fastgd.bench.torch_models`: :mod:`fastgd.torch` against torch.optim on
   real models (``--torch``), torch imported on use;
+- :mod:`fastgd.bench.dask_step`: :mod:`fastgd.dask` on a LocalCluster against
+  one process (``--dask``), dask imported on use;
 - :mod:`fastgd.bench.cuda`: the GPU table (``--backend cuda``), imported on use.
 
 ``SMALL_N``, ``SMALL_N_MIN_STEPS``, ``random_arrays``, ``_run_child``,
@@ -67,6 +69,15 @@ from fastgd.bench.coldstart import (
 from fastgd.bench.coldstart import (
     _run_child as _run_child,  # rebound and called by the tests
 )
+from fastgd.bench.dask_step import (
+    DASK_CHUNKS,
+    DASK_COLUMNS,
+    DASK_N,
+    DASK_REPEAT,
+    DASK_WORKERS,
+    dask_notes,
+    measure_dask,
+)
 from fastgd.bench.kernels import (
     DEFAULT_SIZES,
     TORCH_OPTIMIZERS,
@@ -104,6 +115,13 @@ from fastgd.bench.torch_models import import_adapter as import_torch_adapter
 
 __all__ = [
     "ADAPTER_CLASSES",
+    "DASK_CHUNKS",
+    "DASK_COLUMNS",
+    "DASK_N",
+    "DASK_REPEAT",
+    "DASK_WORKERS",
+    "dask_notes",
+    "measure_dask",
     "BENCH_COLUMNS",
     "BENCH_HYPERPARAMETERS",
     "CROSSOVER_COLUMNS",

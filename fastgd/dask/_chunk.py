@@ -76,6 +76,11 @@ def _run_in_order(opt_id: str, index: int, seq: int, fn, *args):
             chunk.done = seq + 1
 
 
+async def forget_soon(opt_id: str) -> int:
+    """:func:`forget` as a coroutine (``client.run(..., wait=False)`` takes only those)."""
+    return forget(opt_id)
+
+
 def forget(opt_id: str) -> int:
     """Drop every chunk of optimizer ``opt_id`` from this worker (run by
     ``client.run`` when the optimizer is closed or garbage-collected)."""

@@ -459,6 +459,6 @@ def _forget(client, opt_id: str, workers: list[str]) -> None:
     """Drop optimizer ``opt_id``'s chunks from the workers' registries."""
     try:
         if client.status == "running":
-            client.run(_chunk.forget, opt_id, workers=sorted(set(workers)), wait=False)
+            client.run(_chunk.forget_soon, opt_id, workers=sorted(set(workers)), wait=False)
     except Exception:  # the client or cluster is shutting down: the workers go too
         pass

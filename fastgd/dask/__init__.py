@@ -111,3 +111,7 @@ Lion = _CLASSES["lion"]
 
 #: The classes by rule name, as :data:`fastgd.OPTIMIZERS`.
 OPTIMIZERS = dict(_CLASSES)
+
+from fastgd.dask._reductions import clip_grad_norm_, clip_grad_value_, gradient_measures  # noqa: E402
+
+__all__ += ["clip_grad_norm_", "clip_grad_value_", "gradient_measures"]

@@ -232,7 +232,8 @@ class DaskOptimizer:
         if cached is None or cached[0] != self._steps:
             self._check_alive()
             futures = self._op(f"params{self._steps}", lambda i, b: (_chunk.read_params,))
-            name = f"fastgd-{self._id}-params-{self._steps}"
+            # named by the operation: set_params at the same step count reads anew
+            name = f"fastgd-{self._id}-params-{self._seq - 1}"
             cached = (self._steps, snapshot(futures, name, self._chunks, self._dtype))
             self.__dict__["_params_cache"] = cached
         return cached[1]
@@ -248,7 +249,7 @@ class DaskOptimizer:
                 f"{name}{self._steps}", lambda i, b, name=name: (_chunk.read_state, name)
             )
             out[name] = snapshot(
-                futures, f"fastgd-{self._id}-{name}-{self._steps}", self._chunks, self._dtype
+                futures, f"fastgd-{self._id}-{name}-{self._seq - 1}", self._chunks, self._dtype
             )
         return out
 
@@ -422,17 +423,20 @@ class DaskOptimizer:
             raise self._lose(f"preparing operation {self._seq}", f"workers {gone} left the cluster")
 
     def _wait(self, futures, what: str) -> None:
-        from distributed import wait
+        from distributed import CancelledError
 
-        while True:  # a task pinned to a worker that died would wait forever
-            try:
-                wait(futures, timeout=_WATCH_SECONDS)
-                break
-            except TimeoutError:
-                gone = self._gone_workers()
-                if gone:
-                    self._client.cancel(futures)
-                    raise self._lose(what, f"workers {gone} left the cluster") from None
+        for f in futures:  # each on its own client (not distributed's default one)
+            while True:  # a task pinned to a worker that died would wait forever
+                try:
+                    f.exception(timeout=_WATCH_SECONDS)
+                    break
+                except TimeoutError:
+                    gone = self._gone_workers()
+                    if gone:
+                        self._client.cancel(futures)
+                        raise self._lose(what, f"workers {gone} left the cluster") from None
+                except CancelledError:
+                    break
         errors = [(i, f) for i, f in enumerate(futures) if f.status != "finished"]
         if not errors:
             return
@@ -459,6 +463,10 @@ def _forget(client, opt_id: str, workers: list[str]) -> None:
     """Drop optimizer ``opt_id``'s chunks from the workers' registries."""
     try:
         if client.status == "running":
-            client.run(_chunk.forget_soon, opt_id, workers=sorted(set(workers)), wait=False)
+            # a dead worker would hold the client for the connect timeout
+            alive = live_workers(client)
+            targets = sorted({w for w in workers if w in alive})
+            if targets:
+                client.run(_chunk.forget_soon, opt_id, workers=targets, wait=False)
     except Exception:  # the client or cluster is shutting down: the workers go too
         pass

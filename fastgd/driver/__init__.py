@@ -9,6 +9,11 @@ one more fused pass over the gradient
 (:func:`fastgd.driver._measures._gradient_measures`), so a step allocates
 nothing beyond what ``fun``/``jac`` return.
 
+The same loop runs on a dask ``x0``: the optimizer is then a
+:mod:`fastgd.dask` one, with the parameters and state on the workers
+(:mod:`fastgd.driver._arrays` holds what differs; ``import fastgd`` does not
+import dask).
+
 >>> from fastgd.driver import minimize
 >>> from fastgd.problems import Rosenbrock
 >>> p = Rosenbrock(2)

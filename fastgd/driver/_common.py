@@ -4,6 +4,7 @@ the result's status codes (re-exported by :mod:`fastgd.driver`)."""
 from __future__ import annotations
 
 import enum
+import sys
 from typing import Any
 
 from fastgd.optimizers import OPTIMIZERS
@@ -19,6 +20,14 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "f_target": None,
     "disp": False,
 }
+
+
+def is_dask_array(x) -> bool:
+    """True for a ``dask.array.Array``; never imports dask (an array of it
+    cannot exist unless ``dask.array`` was imported)."""
+    core = sys.modules.get("dask.array.core")
+    return core is not None and isinstance(x, core.Array)
+
 
 # options people try that belong elsewhere
 _OPTION_HINTS = {

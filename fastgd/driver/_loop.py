@@ -11,9 +11,8 @@ from scipy.optimize import OptimizeResult
 
 from fastgd import _checks
 from fastgd import driver as _driver  # FULL_EVALUATION_LIMIT, VANISHING_RATIO: read at call time
-from fastgd.clip import clip_grad_norm_, clip_grad_value_
+from fastgd.driver._arrays import arrays_for, is_dask_array
 from fastgd.driver._common import _SUCCESS, Status
-from fastgd.driver._measures import _gradient_measures
 from fastgd.driver._validate import (
     _callback,
     _describe,
@@ -24,9 +23,7 @@ from fastgd.driver._validate import (
     _optional_callable,
     _real_scalar,
     _split_options,
-    _start,
 )
-from fastgd.optimizers import OPTIMIZERS, Momentum
 from fastgd.schedules import ReduceLROnPlateau
 
 
@@ -48,6 +45,8 @@ class _Run:
                 "hand-written gradient against them."
             )
         self.fun, self.jac = fun, jac
+        # NumPy or dask: what the loop does to x and gradients (fastgd.driver._arrays)
+        self.arrays = arrays = arrays_for(x0)
         # who returns the gradient, for error messages
         self.g_source = "jac" if callable(jac) else "fun's g (of (f, g))"
         self.method = _method_name(method)
@@ -60,7 +59,7 @@ class _Run:
         self.disp = _checks.flag("disp", driver["disp"])
         self.clip_norm = None if clip_norm is None else _nonneg("clip_norm", clip_norm)
         self.clip_value = None if clip_value is None else _nonneg("clip_value", clip_value)
-        self.callback = _callback(callback)
+        self.callback = _callback(callback, arrays.copy)
         self.val_fun = _optional_callable("val_fun", val_fun)
         self.early = _early_stopping(early_stopping)
         self.progress = _checks.flag("progress", progress)
@@ -86,23 +85,16 @@ class _Run:
             self.n_samples = _integer("n_samples", n_samples, 1)
             self.batch_size = min(_integer("batch_size", batch_size, 1), self.n_samples)
 
-        x = _start(x0, dtype)
+        x = arrays.start(x0, dtype)
+        self.opt = arrays.optimizer(self.method, x, l1, l1_mode, backend, hyperparameters)
         if self.method == "nesterov":
-            self.opt = Momentum(x, form="heavy_ball", l1=l1, l1_mode=l1_mode, backend=backend,
-                                **hyperparameters)  # fmt: skip
             self.look = np.empty_like(x)
-        else:
-            self.opt = OPTIMIZERS[self.method](x, l1=l1, l1_mode=l1_mode, backend=backend,
-                                               **hyperparameters)  # fmt: skip
-        self.x = x
-        self.x_flat = x.reshape(-1)
         self.l1 = float(self.opt.l1)
-        self.view = x.view()
-        self.view.flags.writeable = False
+        arrays.attach(self, x)  # self.x: the parameters; self.view: what callbacks get
         self.gbuf = None  # private gradient copy, made on first need
         self.copy_grad = self.clip_norm is not None or self.clip_value is not None
         if self.early and self.early["restore_best"]:
-            self.best_x = np.empty_like(x)
+            self.best_x = arrays.buffer(x)
 
         self.t = self.nfev = self.njev = 0
         self.history = {"loss": [], "lr": [], "grad_norm": []}
@@ -123,7 +115,7 @@ class _Run:
 
     # -- evaluations ------------------------------------------------------------
 
-    def point(self) -> np.ndarray:
+    def point(self):
         """Where the gradient is taken: ``x``, or ``x + mu * v`` for Nesterov."""
         if self.method != "nesterov":
             return self.x
@@ -152,6 +144,7 @@ class _Run:
             who = "fun returned"
         self.nfev += 1
         self.njev += 1
+        f, g = self.arrays.settle(self, f, g)
         if type(f) is not float:
             f = self.as_loss(f, who, "the loss")
         return f, g
@@ -161,7 +154,7 @@ class _Run:
         f = _real_scalar(value)
         if f is None:
             hint = ""
-            if isinstance(value, np.ndarray) and value.size > 1:
+            if (isinstance(value, np.ndarray) or is_dask_array(value)) and not value.size <= 1:
                 hint = (
                     "; a 0-d or one-element array is fine, a vector of losses is not "
                     "(sum or average it)"
@@ -173,73 +166,20 @@ class _Run:
             )
         return f
 
-    def work(self, g) -> np.ndarray:
-        """The gradient as the optimizer takes it: ``x``'s dtype and shape, C order.
-
-        ``fun``'s own array when it already is that and nothing clips it;
-        otherwise a copy in one preallocated buffer.
-        """
-        x = self.x
-        returned = g
-        if type(g) is not np.ndarray:
-            g = self.gradient_array(g)
-        if g.shape != x.shape:
-            if g.size != x.size or (g.ndim > 1 and x.ndim > 1):  # (3, 2) for (2, 3): ambiguous
-                raise ValueError(
-                    f"{self.g_source} returned {_describe(returned)} at iteration {self.t}; the "
-                    f"gradient must have x's shape {x.shape} (or its size, {x.size}, flat)"
-                )
-            g = g.reshape(x.shape)
-        if self.copy_grad or g.dtype != x.dtype or not g.flags.c_contiguous:
-            if g.dtype.kind not in "fiu":
-                self.bad_gradient(g)
-            if self.gbuf is None:
-                self.gbuf = np.empty_like(x)
-            np.copyto(self.gbuf, g, casting="same_kind")
-            return self.gbuf
-        return g
-
-    def gradient_array(self, g) -> np.ndarray:
-        """A gradient that is not an ndarray (a list, a scalar, an ndarray subclass)
-        as an ndarray of real numbers."""
-        if g is None or isinstance(g, (str, bytes)):
-            self.bad_gradient(g)
-        try:
-            a = np.asarray(g)
-        except (TypeError, ValueError):
-            self.bad_gradient(g)
-        if a.dtype.kind not in "fiu":
-            self.bad_gradient(g, a.dtype)
-        return a
-
-    def bad_gradient(self, g, dtype=None):
-        """Raise the TypeError for a gradient that is not an array of real numbers
-        (``dtype``: what NumPy made of ``g``, when it is not an ndarray)."""
-        if isinstance(g, np.ndarray):
-            dtype = g.dtype
-        what = _describe(g)
-        if dtype is not None and not isinstance(g, np.ndarray):
-            what += f" (as an array: dtype {dtype})"
-        unsupported = ""
-        if dtype is not None and dtype.kind == "c":
-            unsupported = " (complex gradients are not supported)"
-        raise TypeError(
-            f"{self.g_source} returned {what} at iteration {self.t}; expected the "
-            f"gradient: an array of real numbers of x's shape {self.x.shape}{unsupported}"
-        )
+    def work(self, g):
+        """The gradient as the optimizer takes it (see the arrays' ``gradient``)."""
+        return self.arrays.gradient(self, g)
 
     def measure(self, point, work):
         """``(finite, optimality, l2)`` of a gradient; see :func:`_gradient_measures`."""
-        p = point if point.ndim == 1 else point.reshape(-1)
-        w = work if work.ndim == 1 else work.reshape(-1)
-        finite, optimality, l2 = _gradient_measures(p, w, self.l1)
+        finite, optimality, l2 = self.arrays.measures(self, point, work)
         if self.g_first is None:
             self.g_first = optimality
         return finite, optimality, l2
 
     # -- the pieces of a step ---------------------------------------------------
 
-    def step(self, f: float, work: np.ndarray, l2: float) -> None:
+    def step(self, f: float, work, l2: float) -> None:
         opt = self.opt
         if self.schedule_fn is not None:
             lr = self.scheduled_lr()
@@ -249,11 +189,10 @@ class _Run:
         h["loss"].append(f)
         h["lr"].append(opt.lr)
         h["grad_norm"].append(l2)
-        if self.clip_norm is not None:
-            clip_grad_norm_(work, self.clip_norm)
-        if self.clip_value is not None:
-            clip_grad_value_(work, self.clip_value)
+        if self.copy_grad:  # clip_norm or clip_value
+            work = self.arrays.clip(self, work, l2)
         opt.step(work)
+        self.arrays.current(self)
         self.t += 1
         if self.bar is not None:
             now = time.monotonic()
@@ -311,7 +250,7 @@ class _Run:
             self.best, self.best_t, self.wait = value, self.t, 0
             self.best_epoch_loss = train_loss
             if es["restore_best"]:
-                np.copyto(self.best_x, self.x)
+                self.arrays.keep(self)
             return None
         self.wait += 1
         return Status.EARLY_STOPPING if self.wait >= es["patience"] else None
@@ -437,7 +376,7 @@ class _Run:
         restored = False
         if status == Status.EARLY_STOPPING and self.early["restore_best"]:
             if self.best_t is not None and self.best_t != self.t:
-                np.copyto(self.x, self.best_x)
+                self.arrays.restore(self)
                 restored = True
         message = self.message(status, restored)
         if restored or not at_x:

@@ -57,13 +57,14 @@ def minimize(
         string, a bool, a complex number, a vector of per-sample losses)
         raises ``TypeError`` naming what ``fun`` returned and the iteration;
         a NaN or infinite ``f`` ends the run as diverged (``status=4``).
-    x0 : array_like
+    x0 : array_like or dask.array.Array
         The start: real numbers (ints or floats, any shape; a scalar becomes
         shape ``(1,)`` as in SciPy), copied to a C-contiguous array of
         ``dtype`` (float64 by default), which the optimizer updates in place.
         Refused before ``fun`` is called: NaN or inf anywhere (also a value
         that overflows ``dtype``), no elements (``ValueError``), and complex,
-        bool, string or object arrays (``TypeError``).
+        bool, string or object arrays (``TypeError``). A dask array runs the
+        loop on Dask workers: see *Dask arrays* below.
     jac : True or callable
         ``True``: ``fun`` returns ``(f, g)`` as in SciPy. A callable:
         ``jac(x) -> g`` (``jac(x, idx)`` in mini-batch mode). ``g`` is an
@@ -203,7 +204,9 @@ def minimize(
     progress : bool, default False
         Show a tqdm progress bar with the loss and learning rate (needs tqdm).
     backend : {"auto", "serial", "parallel"}, default "auto"
-        The optimizer's loop; see :class:`fastgd.optim.Optimizer`.
+        The optimizer's loop; see :class:`fastgd.optim.Optimizer`. With a
+        dask ``x0`` it is the loop each chunk's task runs (``"cuda"`` raises
+        ``ValueError``); see :mod:`fastgd.dask`.
     dtype : float32 or float64, optional
         Of the parameters (float64 by default; any other dtype raises
         ``TypeError``). A gradient of another dtype
@@ -246,6 +249,49 @@ def minimize(
     that the step size is not the cause; a non-finite ``val_fun``: the
     message names it), 5 vanishing gradient, 99 callback ``StopIteration``.
     A diverged run returns the non-finite iterate.
+
+    **Dask arrays.** With a ``dask.array.Array`` ``x0`` the parameters and
+    the optimizer state stay on the workers of the current
+    ``distributed`` client (a new ``LocalCluster`` if there is none), chunk
+    by chunk with ``x0``'s chunks: the optimizer is the :mod:`fastgd.dask`
+    class of ``method``, each step one task per chunk running the same
+    kernel as on one machine. Then:
+
+    - ``x0`` is not computed to check its type, shape and chunks; its
+      values are checked for NaN/inf on the workers (one pass), and ``dtype``
+      applies as above (float64 by default: pass ``dtype=np.float32`` to keep
+      float32 parameters).
+    - ``fun`` (and ``jac``) get ``x`` as a persisted dask array, a snapshot
+      of the parameters after the last step (a new one after every step,
+      never changed later), and must return the gradient as a dask array
+      with ``x``'s shape and chunks, of any real dtype (converted lazily).
+      ``f`` may be a dask array of one element: it is computed together with
+      the gradient's bookkeeping (finiteness, norms; one scheduler round
+      trip per evaluation), after ``f`` and ``g`` are persisted together, so
+      ``fun``'s graph runs once per evaluation.
+    - ``clip_norm`` scales by the norm measured for the bookkeeping (no
+      second pass), ``clip_value`` clamps; both lazily, on copies of the
+      blocks (:func:`fastgd.dask.clip_grad_norm_`).
+    - ``callback`` gets the snapshot (the ``xk`` form too: it needs no copy);
+      ``val_fun`` gets it and may return a one-element dask array;
+      ``restore_best`` keeps the best snapshot and sets the optimizer's
+      parameters to it (``opt.set_params``).
+    - The result's ``x`` and ``jac`` are dask arrays (``x`` persisted on the
+      workers; call ``.compute()`` for NumPy).
+    - On the same problem the iterates are those of a NumPy ``x0``:
+      bit-identical where ``fun``'s arithmetic is element-wise; where dask
+      sums in another order (matrix products, losses, the norms in
+      ``history``) they agree to rounding.
+
+    Refused with a dask ``x0``: ``method="nesterov"`` (``ValueError``: use
+    ``"sgd"`` with ``nesterov=True``, torch's form); a gradient that is not
+    a dask array (``TypeError``); a gradient whose shape or chunks differ
+    from ``x``'s (``ValueError`` naming both; rechunk it with
+    ``g.rechunk(x.chunks)``); an ``f`` that is a dask array of more than one
+    element (``TypeError``, without computing it). With a NumPy ``x0`` a
+    dask gradient is a ``TypeError``: pass ``x0`` as a dask array.
+    :func:`scipy_method` cannot take dask arrays (SciPy converts ``x0`` to
+    NumPy first).
     """
     run = _Run(
         fun, x0, jac, method, options, schedule, clip_norm, clip_value, l1, l1_mode, callback,

@@ -63,6 +63,13 @@ def scipy_method(name: str, **defaults) -> Callable[..., OptimizeResult]:
         99) behave as in :func:`minimize`. ``hess``/``hessp`` are ignored with
         a warning (first-order methods); bounds and constraints raise
         ``ValueError``.
+
+    Notes
+    -----
+    No dask arrays: ``scipy.optimize.minimize`` converts ``x0`` to a NumPy
+    array (``np.asarray``, which computes a dask array on this machine)
+    before it calls the method, so the parameters never reach the workers.
+    Call :func:`minimize` with a dask ``x0`` instead.
     """
     method = _method_name(name)
     _split_options(method, {k: v for k, v in defaults.items() if k not in _KEYWORDS})

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from fastgd import _checks
-from fastgd.driver._common import _OPTION_HINTS, DEFAULT_OPTIONS, METHODS
+from fastgd.driver._common import _OPTION_HINTS, DEFAULT_OPTIONS, METHODS, is_dask_array
 from fastgd.driver._measures import _gradient_measures
 from fastgd.optimizers import OPTIMIZERS
 
@@ -88,16 +88,30 @@ def _early_stopping(settings) -> dict | None:
     }
 
 
+def _dtype(dtype) -> np.dtype:
+    """``minimize``'s ``dtype``: float32 or float64, float64 for None."""
+    if dtype is None:
+        return np.dtype(np.float64)
+    try:
+        dtype = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    return _checks.check_dtype(dtype, "dtype")
+
+
+def _nonfinite_x0(where, given, value, dtype) -> ValueError:
+    """The error for ``x0``'s first non-finite element ``value`` (after the
+    conversion to ``dtype``; ``given``: before it) at index ``where``."""
+    if np.isfinite(given):
+        return ValueError(f"x0 at index {where} is {given!r}, which overflows {dtype} (to {value})")
+    return ValueError(
+        f"x0 contains NaN/inf (first at index {where}: {value}); fun cannot be evaluated there"
+    )
+
+
 def _start(x0, dtype) -> np.ndarray:
     """A validated, C-contiguous copy of ``x0`` in ``dtype`` (float64 by default)."""
-    if dtype is None:
-        dtype = np.dtype(np.float64)
-    else:
-        try:
-            dtype = np.dtype(dtype)
-        except (TypeError, ValueError):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-        _checks.check_dtype(dtype, "dtype")
+    dtype = _dtype(dtype)
     if isinstance(x0, (str, bytes)):
         raise TypeError(f"x0 must be an array_like of real numbers, got {_describe(x0)}")
     a = _checks.real_array(x0, "x0")
@@ -109,15 +123,7 @@ def _start(x0, dtype) -> np.ndarray:
     if not _gradient_measures(flat, flat, 0.0)[0]:
         i = int(np.flatnonzero(~np.isfinite(flat))[0])
         where = i if x.ndim == 1 else tuple(int(k) for k in np.unravel_index(i, x.shape))
-        given = np.atleast_1d(a).reshape(-1)[i]
-        if np.isfinite(given):
-            raise ValueError(
-                f"x0 at index {where} is {given!r}, which overflows {dtype} (to {flat[i]})"
-            )
-        raise ValueError(
-            f"x0 contains NaN/inf (first at index {where}: {flat[i]}); fun cannot be "
-            "evaluated there"
-        )
+        raise _nonfinite_x0(where, np.atleast_1d(a).reshape(-1)[i], flat[i], dtype)
     return x
 
 
@@ -126,6 +132,8 @@ def _real_scalar(value) -> float | None:
     one-element array of ints or floats, too), else None. Bools, strings and
     complex numbers are not real numbers here."""
     if isinstance(value, (bool, np.bool_, str, bytes, complex, np.complexfloating)):
+        return None
+    if is_dask_array(value) and not value.size == 1:  # never computed (nan: unknown size)
         return None
     if isinstance(value, numbers.Real):
         try:
@@ -157,14 +165,20 @@ def _describe(value) -> str:
         return f"an array of shape {value.shape} and dtype {value.dtype}"
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of length {len(value)}"
+    if is_dask_array(value):
+        return (
+            f"a dask array of shape {value.shape}, dtype {value.dtype} and chunks {value.chunksize}"
+        )
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"
 
 
-def _callback(callback):
-    """``callback`` as ``call(x_view, f, nit)``, following SciPy's two conventions."""
+def _callback(callback, copy=np.copy):
+    """``callback`` as ``call(x_view, f, nit)``, following SciPy's two conventions;
+    ``copy(x)`` makes the ``xk`` of ``callback(xk)`` (the identity for an
+    immutable dask snapshot)."""
     if callback is None:
         return None
     if not callable(callback):
@@ -181,6 +195,6 @@ def _callback(callback):
     else:
 
         def call(x, f, nit):
-            callback(np.copy(x))
+            callback(copy(x))
 
     return call

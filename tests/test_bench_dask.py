@@ -15,7 +15,7 @@ def test_measure_dask_on_an_existing_cluster(dask_client):
         scheduler=dask_client.scheduler.address,
     )  # fmt: skip
     assert row["efficiency"] == pytest.approx(row["single_step_s"] / row["dask_step_s"])
-    assert row["tasks_per_step"] == 4  # one task per chunk: the gradient is persisted
+    assert row["tasks_per_step"] == 2  # one task per worker: the gradient is persisted
     assert row["workers"] == 2 and row["chunks"] == 4 and row["dtype"] == "float32"
     assert 0 < row["worker_compute_s"] < row["dask_step_s"] * 2
     assert row["overhead_s"] == pytest.approx(

@@ -83,8 +83,17 @@ def test_chunks_and_state_stay_on_their_workers(dask_client):
     for _ in range(3):
         opt.step(da.ones(N, chunks=(CHUNKS,)))
     opt.wait()
-    where = dask_client.who_has(opt._blocks)
-    assert [where[f.key] for f in opt._blocks] == [(w,) for w in workers]
+
+    def held(opt_id):
+        from fastgd.dask import _chunk
+
+        return sorted(i for key, i in _chunk._REGISTRY if key == opt_id)
+
+    where = dask_client.run(held, opt._id)
+    for w in set(workers):
+        assert where[w] == [i for i, wi in enumerate(workers) if wi == w]
+    opt.close()  # the workers drop the chunks
+    assert all(v == [] for v in dask_client.run(held, opt._id).values())
 
 
 def test_params_is_a_snapshot(dask_client):

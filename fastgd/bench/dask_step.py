@@ -231,9 +231,10 @@ def dask_notes(row: dict) -> str:
         "dask ms: one fastgd.dask step (median of interleaved samples of "
         f"{DASK_STEPS_PER_SAMPLE} steps, then wait()); 1 process ms: fastgd's NumPy "
         "optimizer, parallel loop, same size; efficiency: 1 process / dask.",
-        "tasks/step: tasks the scheduler ran per step (one per chunk: the gradient is "
-        "persisted); worker compute: the busiest worker's task time per step (Dask's "
-        "task stream); overhead: step time - worker compute; 1-element step: a step on "
+        "tasks/step: tasks the scheduler ran per step (one per worker, stepping its "
+        "chunks: the gradient is persisted); worker compute: the busiest worker's "
+        "task time per step (Dask's task stream); overhead: step time - worker "
+        "compute; 1-element step: a step on "
         "chunks of one element with a persisted gradient, all overhead (the scheduler's "
         "round trip).",
     ]

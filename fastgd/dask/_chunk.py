@@ -76,6 +76,36 @@ def _run_in_order(opt_id: str, index: int, seq: int, fn, *args):
             chunk.done = seq + 1
 
 
+def _run_group(opt_id: str, seq: int, indices: list, fn, args: list) -> int:
+    """Operation ``seq`` on several chunks of this worker in one task:
+    ``fn(chunk, *args[k])`` for chunk ``indices[k]``. All of them or none:
+    the order is checked on every chunk before any runs. Returns how many ran."""
+    from distributed import Reschedule
+
+    with _LOCK:
+        chunks = [_REGISTRY.get((opt_id, i)) for i in indices]
+    for i, chunk in zip(indices, chunks, strict=True):
+        if chunk is None:
+            raise LostStateError(
+                f"chunk {i} of fastgd.dask optimizer {opt_id} is not on this worker: "
+                "the worker that held it died or restarted"
+            )
+        if chunk.done < seq:
+            raise Reschedule()  # an earlier operation has not run yet
+        if chunk.done > seq:
+            raise LostStateError(
+                f"operation {seq} of chunk {i} arrived after operation {chunk.done - 1} "
+                "ran: Dask re-ran a task, so the state cannot be trusted"
+            )
+    for chunk, a in zip(chunks, args, strict=True):
+        with chunk.lock:
+            try:
+                fn(chunk, *a)
+            finally:
+                chunk.done = seq + 1
+    return len(chunks)
+
+
 async def forget_soon(opt_id: str) -> int:
     """:func:`forget` as a coroutine (``client.run(..., wait=False)`` takes only those)."""
     return forget(opt_id)

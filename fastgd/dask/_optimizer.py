@@ -297,6 +297,7 @@ class DaskOptimizer:
             lambda i, b: (_chunk.step_chunk, (grad.name, *b), t, hp),
             grad.__dask_graph__(),
             grad.name,
+            grouped=True,
         )
         previous = self._blocks
         d = self.__dict__
@@ -356,24 +357,49 @@ class DaskOptimizer:
         is garbage-collected); the optimizer cannot be used afterwards."""
         if self._lost is None:
             self.__dict__["_lost"] = "fastgd.dask: the optimizer was closed"
-        self._finalizer()
+        if self._finalizer.detach() is not None:
+            _forget(self._client, self._id, self._workers, wait=True)
 
     # -- tasks ----------------------------------------------------------------------
 
-    def _op(self, what: str, task, graph=None, dependency=None) -> list:
+    def _op(self, what: str, task, graph=None, dependency=None, *, grouped=False) -> list:
         """Operation ``self._seq`` on every chunk: ``task(i, block)`` gives
         ``(fn, *args)``, run as ``fn(chunk, *args)`` on chunk ``i``'s worker
-        after every operation submitted before it."""
+        after every operation submitted before it. One task per chunk (its
+        future holds ``fn``'s result), or with ``grouped`` one task per worker
+        for all its chunks (the futures hold only counts: fewer tasks for the
+        scheduler, the step's hot path)."""
         seq = self._seq
         self.__dict__["_seq"] = seq + 1
         opt_id = self._id
-        return self._submit(
-            f"{what}-{seq}",
-            lambda i, b: (_chunk._run_in_order, opt_id, i, seq, *task(i, b)),
-            graph,
-            dependency,
-            priority=-seq,
-        )
+        if not grouped:
+            return self._submit(
+                f"{what}-{seq}",
+                lambda i, b: (_chunk._run_in_order, opt_id, i, seq, *task(i, b)),
+                graph,
+                dependency,
+                priority=-seq,
+            )
+        layers = dict(graph.layers) if graph is not None else {}
+        deps = dict(graph.dependencies) if graph is not None else {}
+        numblocks = tuple(len(c) for c in self._chunks)
+        groups: dict[str, list] = {}
+        for i, (block, w) in enumerate(zip(block_indices(numblocks), self._workers, strict=True)):
+            groups.setdefault(w, []).append((i, task(i, block)))
+        keys = []
+        for j, (w, members) in enumerate(groups.items()):
+            name = f"fastgd-{self._id}-{what}-{seq}-{j}"
+            fn = members[0][1][0]
+            spec = (
+                _chunk._run_group, opt_id, seq, [i for i, _ in members], fn,
+                [list(t[1:]) for _, t in members],
+            )  # fmt: skip
+            layers[name] = MaterializedLayer(
+                {(name, 0): spec}, annotations={"workers": [w], "allow_other_workers": False}
+            )
+            deps[name] = set() if dependency is None else {dependency}
+            keys.append((name, 0))
+        return self._client.get(HighLevelGraph(layers, deps), keys, sync=False, priority=-seq)
 
     def _submit(self, what: str, task, graph=None, dependency=None, *, priority=0) -> list:
         """One message to the scheduler: ``graph`` (the gradient's, if any) and
@@ -459,14 +485,17 @@ class DaskOptimizer:
 _WATCH_SECONDS = 2.0
 
 
-def _forget(client, opt_id: str, workers: list[str]) -> None:
-    """Drop optimizer ``opt_id``'s chunks from the workers' registries."""
+def _forget(client, opt_id: str, workers: list[str], wait: bool = False) -> None:
+    """Drop optimizer ``opt_id``'s chunks from the workers' registries (in the
+    background unless ``wait``)."""
     try:
         if client.status == "running":
             # a dead worker would hold the client for the connect timeout
             alive = live_workers(client)
             targets = sorted({w for w in workers if w in alive})
-            if targets:
+            if targets and wait:
+                client.run(_chunk.forget, opt_id, workers=targets)
+            elif targets:
                 client.run(_chunk.forget_soon, opt_id, workers=targets, wait=False)
     except Exception:  # the client or cluster is shutting down: the workers go too
         pass

@@ -73,8 +73,9 @@ def test_parameters_cover_the_registry():
     for cls in _benchmark_classes():
         assert len(cls.params) == len(cls.param_names), cls
         if "rule" not in cls.param_names:
-            # over the problems and methods of fastgd compare / over the torch models
-            assert cls in (minimize.Minimize, torch_adapter.TorchAdapter)
+            # over the problems and methods of fastgd compare / over the torch models /
+            # issue 10's Adam configuration over N
+            assert cls in (minimize.Minimize, torch_adapter.TorchAdapter, dask_step.DaskStep)
             continue
         values = cls.params[cls.param_names.index("rule")]
         if cls is ceiling.TorchSpeedup:

@@ -41,8 +41,6 @@ FORMAT = "fastgd.dask.checkpoint/1"
 #: The name of the pointer file in a checkpoint directory.
 POINTER = "CURRENT"
 _ATTR = "fastgd.dask"
-#: Seconds between looks at the cluster while waiting for the workers' tasks.
-_POLL = 1.0
 _VERSION = re.compile(r"v\d{9,}-[0-9a-f]{8}\.zarr")
 _TEMP = re.compile(r"\.CURRENT\.[0-9a-f]{8}\.tmp")
 
@@ -164,44 +162,19 @@ def _check_directory(path: str) -> None:
 
 
 def _wait(opt, futures, what: str, path: str) -> None:
-    """Wait for the checkpoint's tasks. A task pinned to a worker that died
-    would wait forever for it, so the cluster is looked at every ``_POLL``
-    seconds. A chunk that is gone is a :class:`LostStateError` (the optimizer
-    cannot go on); a task that failed while the chunks are intact (a full
-    disk, no permission) is a ``RuntimeError`` and the optimizer goes on."""
-    from distributed import wait
+    """Wait for the checkpoint's tasks: a chunk that is gone is a
+    :class:`LostStateError` (the optimizer cannot go on); a task that failed
+    while the chunks are intact (a full disk, no permission) is a
+    ``RuntimeError`` and the optimizer goes on."""
 
-    try:
-        from distributed.client import FuturesCancelledError
-    except ImportError:  # older distributed: cancelled futures raise CancelledError
-        from concurrent.futures import CancelledError as FuturesCancelledError
-    while True:
-        try:
-            with opt._client.as_current():
-                wait(futures, timeout=_POLL)
-            break
-        except TimeoutError:
-            gone = opt._gone_workers()
-            if gone:
-                opt._client.cancel(futures)
-                raise opt._lose(what, f"workers {gone} left the cluster") from None
-        except FuturesCancelledError:
-            break
-    failed = [(i, f) for i, f in enumerate(futures) if f.status != "finished"]
-    if not failed:
-        return
-    opt._check_alive()  # a lost chunk or worker: LostStateError
-    i, f = failed[0]
-    try:
-        exc = f.exception()
-    except Exception as e:  # a cancelled future has no exception to give
-        exc = e
-    if isinstance(exc, _chunk.LostStateError):
-        raise opt._lose(what, f"chunk {i}: {exc}") from exc
-    raise RuntimeError(
-        f"to_zarr: {what} failed on chunk {i} ({type(exc).__name__}: {exc}); the optimizer "
-        f"is unchanged and the previous checkpoint at {path!r}, if any, is intact"
-    ) from exc
+    def failed(i, exc):
+        return RuntimeError(
+            f"to_zarr: {what} failed on chunk {i} ({type(exc).__name__}: {exc}); the "
+            f"optimizer is unchanged and the previous checkpoint at {path!r}, if any, is "
+            "intact"
+        )
+
+    opt._wait(futures, what, recoverable=failed)
 
 
 def _common_description(opt, descriptions: list[dict]) -> dict:

@@ -51,8 +51,13 @@ _REGISTRY: dict[tuple[str, int], Chunk] = {}
 _LOCK = threading.Lock()
 
 
-def _run_in_order(opt_id: str, index: int, seq: int, fn, *args):
-    """Run ``fn(chunk, *args)`` as operation ``seq`` of the chunk."""
+def _ready(opt_id: str, index: int, seq: int) -> Chunk:
+    """Chunk ``index``, if operation ``seq`` is the next to run on it.
+
+    Raises ``distributed.Reschedule`` if an earlier operation has not run yet
+    (the task runs again later), :class:`LostStateError` if the chunk is not
+    in this worker (lost with a dead or restarted worker) or ``seq`` already
+    ran (Dask re-ran a task)."""
     from distributed import Reschedule
 
     with _LOCK:
@@ -62,13 +67,22 @@ def _run_in_order(opt_id: str, index: int, seq: int, fn, *args):
             f"chunk {index} of fastgd.dask optimizer {opt_id} is not on this worker: "
             "the worker that held it died or restarted"
         )
-    with chunk.lock:  # chunks of one worker step in parallel on its threads
-        if chunk.done < seq:
-            raise Reschedule()  # an earlier operation has not run yet
-        if chunk.done > seq:
+    if chunk.done < seq:
+        raise Reschedule()
+    if chunk.done > seq:
+        raise LostStateError(
+            f"operation {seq} of chunk {index} arrived after operation {chunk.done - 1} "
+            "ran: Dask re-ran a task, so the state cannot be trusted"
+        )
+    return chunk
+
+
+def _run(chunk: Chunk, seq: int, fn, args):
+    with chunk.lock:  # chunks of one worker run in parallel on its threads
+        if chunk.done != seq:  # checked again under the lock: a task run twice at once
             raise LostStateError(
-                f"operation {seq} of chunk {index} arrived after operation {chunk.done - 1} "
-                "ran: Dask re-ran a task, so the state cannot be trusted"
+                f"operation {seq} of chunk {chunk.index} ran twice: Dask re-ran a task, so "
+                "the state cannot be trusted"
             )
         try:
             return fn(chunk, *args)
@@ -76,33 +90,18 @@ def _run_in_order(opt_id: str, index: int, seq: int, fn, *args):
             chunk.done = seq + 1
 
 
+def _run_in_order(opt_id: str, index: int, seq: int, fn, *args):
+    """Run ``fn(chunk, *args)`` as operation ``seq`` of chunk ``index``."""
+    return _run(_ready(opt_id, index, seq), seq, fn, args)
+
+
 def _run_group(opt_id: str, seq: int, indices: list, fn, args: list) -> int:
     """Operation ``seq`` on several chunks of this worker in one task:
     ``fn(chunk, *args[k])`` for chunk ``indices[k]``. All of them or none:
     the order is checked on every chunk before any runs. Returns how many ran."""
-    from distributed import Reschedule
-
-    with _LOCK:
-        chunks = [_REGISTRY.get((opt_id, i)) for i in indices]
-    for i, chunk in zip(indices, chunks, strict=True):
-        if chunk is None:
-            raise LostStateError(
-                f"chunk {i} of fastgd.dask optimizer {opt_id} is not on this worker: "
-                "the worker that held it died or restarted"
-            )
-        if chunk.done < seq:
-            raise Reschedule()  # an earlier operation has not run yet
-        if chunk.done > seq:
-            raise LostStateError(
-                f"operation {seq} of chunk {i} arrived after operation {chunk.done - 1} "
-                "ran: Dask re-ran a task, so the state cannot be trusted"
-            )
+    chunks = [_ready(opt_id, i, seq) for i in indices]
     for chunk, a in zip(chunks, args, strict=True):
-        with chunk.lock:
-            try:
-                fn(chunk, *a)
-            finally:
-                chunk.done = seq + 1
+        _run(chunk, seq, fn, a)
     return len(chunks)
 
 

@@ -42,13 +42,14 @@ def block_indices(numblocks) -> list[tuple[int, ...]]:
     return list(itertools.product(*(range(n) for n in numblocks)))
 
 
-def check_dask_array(x, what: str):
-    """``x`` as a float32/float64 dask array, or a clear error naming ``what``."""
+def check_dask_array(x, what: str, numpy_alternative: str = "fastgd's NumPy-API classes"):
+    """``x`` as a float32/float64 dask array with known chunk sizes, or a clear
+    error naming ``what`` (and what to use for NumPy arrays)."""
     da = _dask_array_module()
     if not isinstance(x, da.Array):
         raise TypeError(
             f"{what} must be a dask array (dask.array.Array), got {type(x).__name__}; "
-            "for NumPy arrays use fastgd's NumPy-API classes (fastgd.Adam)"
+            f"for NumPy arrays use {numpy_alternative} (fastgd.Adam)"
         )
     _checks.check_dtype(np.dtype(x.dtype), what)
     if any(np.isnan(s) for s in x.shape):
@@ -448,7 +449,11 @@ class DaskOptimizer:
         if gone:
             raise self._lose(f"preparing operation {self._seq}", f"workers {gone} left the cluster")
 
-    def _wait(self, futures, what: str) -> None:
+    def _wait(self, futures, what: str, recoverable=None) -> None:
+        """Wait for ``futures``; a failure loses the optimizer's state
+        (:class:`LostStateError`) unless ``recoverable`` is given and the
+        chunks are intact: then ``raise recoverable(i, exc)`` (a checkpoint
+        write that failed on a full disk leaves the optimizer usable)."""
         from distributed import CancelledError
 
         for f in futures:  # each on its own client (not distributed's default one)
@@ -471,6 +476,9 @@ class DaskOptimizer:
             exc = f.exception()
         except Exception as e:  # a cancelled future has no exception to give
             exc = e
+        if recoverable is not None and not isinstance(exc, _chunk.LostStateError):
+            self._check_alive()  # a lost chunk or worker: LostStateError
+            raise recoverable(i, exc) from exc
         raise self._lose(what, f"chunk {i}: {type(exc).__name__}: {exc}") from exc
 
     def __repr__(self) -> str:

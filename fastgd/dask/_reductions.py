@@ -69,17 +69,9 @@ def _reduction(prefix: str, arrays, block_task, combine_task) -> Delayed:
 
 def _dask_array(x, what: str):
     """``x`` as a float32/float64 dask array with known chunk sizes, or a clear error."""
-    from dask.array import Array
+    from fastgd.dask._optimizer import check_dask_array
 
-    if not isinstance(x, Array):
-        raise TypeError(
-            f"{what} must be a dask array (dask.array.Array), got {type(x).__name__}; for "
-            "NumPy arrays use fastgd.clip and fastgd.minimize"
-        )
-    _checks.check_dtype(np.dtype(x.dtype), what)
-    if any(math.isnan(s) for s in x.shape):
-        raise ValueError(f"{what} has unknown chunk sizes; call {what}.compute_chunk_sizes() first")
-    return x
+    return check_dask_array(x, what, "fastgd.clip and fastgd.minimize")
 
 
 def _flat(block) -> np.ndarray:

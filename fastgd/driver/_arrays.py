@@ -62,6 +62,12 @@ class NumpyArrays:
         return _start(x0, dtype)
 
     def optimizer(self, method, x, l1, l1_mode, backend, hyperparameters):
+        if method == "lbfgs":
+            from fastgd.lbfgs import History
+
+            history = History(x.size, x.dtype, backend=backend, **hyperparameters)
+            history.l1 = l1  # refused by the L-BFGS loop unless 0
+            return history
         if method == "nesterov":
             return Momentum(x, form="heavy_ball", l1=l1, l1_mode=l1_mode, backend=backend,
                             **hyperparameters)  # fmt: skip
@@ -181,6 +187,11 @@ class DaskArrays:
     def optimizer(self, method, x, l1, l1_mode, backend, hyperparameters):
         """The :mod:`fastgd.dask` optimizer (its chunks copy ``x``), once
         ``x`` is known to be finite."""
+        if method == "lbfgs":
+            raise ValueError(
+                "method='lbfgs' runs on NumPy arrays: a dask x0 takes the first-order "
+                "methods ('adam', 'sgd', ...); compute x0 to NumPy for L-BFGS"
+            )
         if method == "nesterov":
             raise ValueError(
                 "method='nesterov' is not available for a dask x0: it needs the velocity at "

@@ -10,9 +10,15 @@ from typing import Any
 from fastgd.optimizers import OPTIMIZERS
 
 #: Every ``method`` of :func:`minimize`: the optimizer registry plus ``"nesterov"``.
-METHODS: tuple[str, ...] = (*OPTIMIZERS, "nesterov")
+METHODS: tuple[str, ...] = (*OPTIMIZERS, "nesterov", "lbfgs")
 
 #: The driver options (everything in ``options`` that is not a hyperparameter).
+#: ``method="lbfgs"``'s own options and their defaults (SciPy L-BFGS-B's
+#: ``maxcor`` and ``maxls``), and its ``ftol`` default (L-BFGS-B's
+#: ``factr = 1e7`` times float64's epsilon).
+LBFGS_OPTIONS: dict[str, Any] = {"m": 10, "maxls": 20}
+LBFGS_FTOL = 1e7 * 2.220446049250313e-16
+
 DEFAULT_OPTIONS: dict[str, Any] = {
     "maxiter": 1000,
     "gtol": 1e-5,
@@ -55,6 +61,9 @@ class Status(enum.IntEnum):
     DIVERGED = 4
     #: (False) the gradient vanished while the loss is above ``f_target``.
     VANISHING_GRADIENT = 5
+    #: (False) ``method="lbfgs"``: no step met the strong Wolfe conditions
+    #: (SciPy's ABNORMAL_TERMINATION_IN_LNSRCH).
+    LINE_SEARCH = 6
     #: (False) the callback raised ``StopIteration``; SciPy's code and message.
     CALLBACK = 99
 

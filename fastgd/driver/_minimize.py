@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from scipy.optimize import OptimizeResult
 
+from fastgd.driver._lbfgs import _LbfgsRun
 from fastgd.driver._loop import _Run
 from fastgd.schedules import ReduceLROnPlateau
 
@@ -293,7 +294,8 @@ def minimize(
     :func:`scipy_method` cannot take dask arrays (SciPy converts ``x0`` to
     NumPy first).
     """
-    run = _Run(
+    cls = _LbfgsRun if isinstance(method, str) and method.lower() == "lbfgs" else _Run
+    run = cls(
         fun, x0, jac, method, options, schedule, clip_norm, clip_value, l1, l1_mode, callback,
         early_stopping, val_fun, batch_size, n_samples, shuffle, seed, progress, backend, dtype,
     )  # fmt: skip

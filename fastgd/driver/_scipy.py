@@ -77,7 +77,12 @@ def scipy_method(name: str, **defaults) -> Callable[..., OptimizeResult]:
     def fastgd_method(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
                       constraints=(), callback=None, **options):  # fmt: skip
         if bounds is not None:
-            raise ValueError(f"fastgd method {method!r} does not support bounds")
+            hint = (
+                ": for bound-constrained L-BFGS use SciPy's method='L-BFGS-B'"
+                if method == "lbfgs"
+                else ""
+            )
+            raise ValueError(f"fastgd method {method!r} does not support bounds{hint}")
         if constraints:
             raise ValueError(f"fastgd method {method!r} does not support constraints")
         if hess is not None or hessp is not None:

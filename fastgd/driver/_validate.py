@@ -11,7 +11,14 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from fastgd import _checks
-from fastgd.driver._common import _OPTION_HINTS, DEFAULT_OPTIONS, METHODS, is_dask_array
+from fastgd.driver._common import (
+    _OPTION_HINTS,
+    DEFAULT_OPTIONS,
+    LBFGS_FTOL,
+    LBFGS_OPTIONS,
+    METHODS,
+    is_dask_array,
+)
 from fastgd.driver._measures import _gradient_measures
 from fastgd.optimizers import OPTIMIZERS
 
@@ -36,6 +43,8 @@ def _method_name(method) -> str:
 def _hyperparameter_names(method: str) -> tuple[str, ...]:
     if method == "nesterov":
         return ("lr", "momentum")
+    if method == "lbfgs":
+        return tuple(LBFGS_OPTIONS)
     skip = ("params", "maximize", "l1", "l1_mode", "backend")
     params = inspect.signature(OPTIMIZERS[method]).parameters
     return tuple(p for p in params if p not in skip)
@@ -56,7 +65,13 @@ def _split_options(method: str, options) -> tuple[dict, dict]:
             f"{', '.join(names)}; driver options: {', '.join(DEFAULT_OPTIONS)}"
         )
     hyperparameters = {k: v for k, v in options.items() if k in names}
-    driver = {k: options.get(k, v) for k, v in DEFAULT_OPTIONS.items()}
+    defaults = DEFAULT_OPTIONS if method != "lbfgs" else {**DEFAULT_OPTIONS, "ftol": LBFGS_FTOL}
+    driver = {k: options.get(k, v) for k, v in defaults.items()}
+    if method == "lbfgs":
+        hyperparameters = {
+            "m": _integer("m", hyperparameters.get("m", LBFGS_OPTIONS["m"]), 1),
+            "maxls": _integer("maxls", hyperparameters.get("maxls", LBFGS_OPTIONS["maxls"]), 1),
+        }
     return hyperparameters, driver
 
 

@@ -1,0 +1,99 @@
+"""Limited-memory BFGS: the history, the search direction and the line search.
+
+The driver is :func:`fastgd.minimize` with ``method="lbfgs"``
+(:mod:`fastgd.driver._lbfgs`); this package holds its parts:
+
+- :class:`History`: the last ``m`` pairs ``s = x_{k+1} - x_k``,
+  ``y = g_{k+1} - g_k`` in preallocated ring buffers, and the direction
+  ``d = -H g`` by the two-loop recursion with ``H0 = gamma I``,
+  ``gamma = s.y / y.y`` of the newest pair (Nocedal & Wright, Algorithm 7.4);
+- :mod:`fastgd.lbfgs._kernels`: the fused vector kernels (float64
+  accumulation, serial or parallel by size);
+- :mod:`fastgd.lbfgs._linesearch`: the strong-Wolfe line search of Moré and
+  Thuente (MINPACK-2's dcsrch), scalar logic on the host.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["History"]
+
+
+class History:
+    """The L-BFGS memory over flat arrays of ``n`` elements of ``dtype``.
+
+    Parameters
+    ----------
+    n : int
+        Parameters.
+    dtype : numpy dtype
+        float32 or float64: the ring buffers' and the direction's dtype (dot
+        products accumulate in float64).
+    m : int
+        Pairs kept (SciPy's ``maxcor``).
+    backend : {"auto", "serial", "parallel"}
+        The kernels' loop.
+    """
+
+    def __init__(self, n: int, dtype, m: int = 10, maxls: int = 20, backend: str = "auto"):
+        self.m = m
+        self.maxls = maxls
+        self.l1 = 0.0  # what the driver loop reads of an optimizer
+        self.lr = math.nan  # the last accepted step length
+        self.n = n
+        self.dtype = np.dtype(dtype)
+        self.S = np.zeros((m, n), self.dtype)
+        self.Y = np.zeros((m, n), self.dtype)
+        self.rho = np.zeros(m)  # 1 / s.y of each row
+        self.alpha = np.zeros(m)  # scratch of the two-loop recursion
+        self.order = np.zeros(m, np.int64)  # the valid rows, newest first
+        self.count = 0
+        self.head = 0  # the row the next pair goes to
+        self.gamma = 1.0
+        self.d = np.empty(n, self.dtype)
+        self.backend = backend
+        self.skipped = 0  # pairs not stored because s.y was not positive enough
+
+    def clear(self) -> None:
+        """Forget every pair (a restart: the next direction is -g)."""
+        self.count = 0
+        self.head = 0
+
+    def direction(self, g: np.ndarray) -> np.ndarray:
+        """``d = -H g`` into the preallocated direction; ``-g`` without pairs."""
+        from fastgd.lbfgs import _kernels
+
+        if self.count == 0:
+            _kernels.negate(g, self.d, self.backend)
+            return self.d
+        _kernels.two_loop(
+            g, self.S, self.Y, self.rho, self.order, self.count, self.gamma, self.d,
+            self.alpha, self.backend,
+        )  # fmt: skip
+        return self.d
+
+    def push(self, stp: float, d: np.ndarray, g_new: np.ndarray, g_old: np.ndarray) -> bool:
+        """Store ``s = stp d``, ``y = g_new - g_old`` (one fused pass) if
+        ``s.y > eps y.y`` (SciPy's L-BFGS-B test, eps = float64's machine
+        epsilon); True if stored."""
+        from fastgd.lbfgs import _kernels
+
+        row = self.head
+        sy, yy = _kernels.update_pair(stp, d, g_new, g_old, self.S[row], self.Y[row], self.backend)
+        if not sy > np.finfo(np.float64).eps * yy:
+            self.skipped += 1
+            return False
+        self.rho[row] = 1.0 / sy
+        self.gamma = sy / yy
+        self.count = min(self.count + 1, self.m)
+        self.head = (row + 1) % self.m
+        # newest first: head - 1, head - 2, ... (mod m)
+        self.order[: self.count] = (self.head - 1 - np.arange(self.count)) % self.m
+        return True
+
+    @property
+    def nbytes(self) -> int:
+        return self.S.nbytes + self.Y.nbytes + self.d.nbytes

@@ -53,7 +53,7 @@ __all__ = [
     "tuned_options",
 ]
 
-DEFAULT_METHODS = ("sgd", "nesterov", "adam")
+DEFAULT_METHODS = ("sgd", "nesterov", "adam", "lbfgs")
 DEFAULT_SCIPY_METHODS = ("L-BFGS-B", "BFGS", "Newton-CG", "trust-ncg")
 SCIPY_METHODS = ("L-BFGS-B", "BFGS", "CG", "Newton-CG", "trust-ncg", "trust-krylov")
 DEFAULT_PROBLEMS = ("rosenbrock", "quadratic", "logistic", "large")
@@ -143,12 +143,17 @@ def tuned_options(problem, method: str, key: str | None = None) -> dict:
       constant momentum for strongly convex functions. (Polyak's optimal
       heavy-ball parameters diverge on Rosenbrock.)
     - ``adam``: ``lr`` from :data:`ADAM_LR` (a grid search per problem).
+    - ``lbfgs``: ``ftol=1e-15``, as :func:`scipy_options` gives L-BFGS-B, so
+      that both stop on the gradient.
     - every other method: its class defaults.
 
     ``key`` is the problem's name in :data:`PROBLEM_NAMES` (default
     ``problem.name``).
     """
     key = key or problem.name
+    if method == "lbfgs":
+        # stop on the gradient, as the others do (SciPy's L-BFGS-B gets the same)
+        return {"ftol": 1e-15}
     if method == "adam":
         return {"lr": ADAM_LR.get(key, 1e-2)}
     if method not in ("sgd", "nesterov", "momentum"):

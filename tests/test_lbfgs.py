@@ -189,3 +189,24 @@ def test_scipy_method_lbfgs_and_bounds_point_to_lbfgsb():
         scipy.optimize.minimize(
             p.fun_and_grad, p.x0, jac=True, method=method, bounds=[(0, 1)] * p.n
         )
+
+
+def test_a_rejected_pair_in_a_full_ring_drops_the_oldest():
+    """The rejected pair was written over the oldest row: that row leaves the
+    memory rather than being used with the old rho."""
+    n, m = 3, 2
+    h = History(n, np.float64, m=m, backend="serial")
+    e = np.eye(n)
+    assert h.push(1.0, e[0], 2 * e[0], np.zeros(n))
+    assert h.push(1.0, e[1], 3 * e[1], np.zeros(n))
+    assert h.count == 2
+    assert not h.push(1.0, e[2], -e[2], np.zeros(n))  # s.y < 0: rejected
+    assert h.count == 1  # only the newest pair (e1, 3 e1) is left
+    g = np.ones(n)
+    # H from the one pair: gamma = s.y / y.y = 1/3, then the BFGS update
+    s, y = e[1], 3 * e[1]
+    H = (1 / 3) * np.eye(n)
+    rho = 1 / (s @ y)
+    V = np.eye(n) - rho * np.outer(y, s)
+    H = V.T @ H @ V + rho * np.outer(s, s)
+    np.testing.assert_allclose(h.direction(g), -H @ g, rtol=1e-14)

@@ -125,18 +125,22 @@ class _LbfgsRun(_Run):
             else:
                 d = hist.direction(g)
                 stp = 1.0
-            dg0 = _kernels.dot(g, d, hist.backend)
+            dg0 = hist.dg  # g . d, from the direction's last pass
             if not dg0 < 0:  # rounding made -H g an ascent direction: restart
                 if hist.count == 0:
                     return None  # -g is not a descent direction: g is 0 or not finite
                 continue
             search = MoreThuente(LS_FTOL, LS_GTOL, LS_XTOL, stpmax=STPMAX, maxiter=self.maxls)
             stp = search.start(f, dg0, stp)
+            x, xt = self.x.reshape(-1), self.xt.reshape(-1)
             while stp is not None:
-                _kernels.step_to(self.x, d, stp, self.xt, hist.backend)
+                _kernels.step_to(x, d, stp, xt, hist.backend)
                 ft, gt = self.evaluate(self.xt)
                 gt = self.work(gt)
-                dg = _kernels.dot(gt, d, hist.backend) if math.isfinite(ft) else math.nan
+                if math.isfinite(ft):
+                    dg = _kernels.dot(gt.reshape(-1), d, hist.backend)
+                else:
+                    dg = math.nan
                 accepted_stp = stp
                 stp = search.next(ft, dg)
             # L-BFGS-B also takes a step the search ended on with a warning

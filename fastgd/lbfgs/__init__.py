@@ -54,6 +54,7 @@ class History:
         self.head = 0  # the row the next pair goes to
         self.gamma = 1.0
         self.d = np.empty(n, self.dtype)
+        self.dg = 0.0  # g . d of the last direction
         self.backend = backend
         self.skipped = 0  # pairs not stored because s.y was not positive enough
 
@@ -63,13 +64,15 @@ class History:
         self.head = 0
 
     def direction(self, g: np.ndarray) -> np.ndarray:
-        """``d = -H g`` into the preallocated direction; ``-g`` without pairs."""
+        """``d = -H g`` into the preallocated direction; ``-g`` without pairs.
+        ``self.dg`` is then ``g . d`` (float64, from the same pass)."""
         from fastgd.lbfgs import _kernels
 
+        g = g.reshape(-1)
         if self.count == 0:
-            _kernels.negate(g, self.d, self.backend)
+            self.dg = _kernels.negate(g, self.d, self.backend)
             return self.d
-        _kernels.two_loop(
+        self.dg = _kernels.two_loop(
             g, self.S, self.Y, self.rho, self.order, self.count, self.gamma, self.d,
             self.alpha, self.backend,
         )  # fmt: skip
@@ -82,9 +85,13 @@ class History:
         from fastgd.lbfgs import _kernels
 
         row = self.head
-        sy, yy = _kernels.update_pair(stp, d, g_new, g_old, self.S[row], self.Y[row], self.backend)
+        sy, yy = _kernels.update_pair(
+            stp, d, g_new.reshape(-1), g_old.reshape(-1), self.S[row], self.Y[row], self.backend
+        )
         if not sy > np.finfo(np.float64).eps * yy:
             self.skipped += 1
+            if self.count == self.m:  # the row written was the oldest pair: drop it
+                self.count -= 1
             return False
         self.rho[row] = 1.0 / sy
         self.gamma = sy / yy

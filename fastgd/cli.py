@@ -253,6 +253,13 @@ def _add_bench(subparsers) -> None:
         "parallel step (--rules: one rule, default adam; --sizes: one size, default "
         f"{bench.format_n(bench.DASK_N)}; --repeat default {bench.DASK_REPEAT})",
     )
+    mode.add_argument(
+        "--lbfgs",
+        action="store_true",
+        help="minimize(method='lbfgs')'s overhead per iteration against SciPy's L-BFGS-B and "
+        "its memory-traffic bound, on the quadratic and logistic problems (--sizes, default "
+        "1e6,1e7; float64)",
+    )
     p.add_argument(
         "--chunks",
         type=_positive_int,
@@ -340,8 +347,20 @@ def _dask(args, info) -> tuple[dict, str]:
     return {"rows": [row]}, "\n\n".join([table, bench.dask_notes(row)])
 
 
+def _lbfgs(args, info) -> tuple[dict, str]:
+    rows = bench.run_lbfgs_bench(
+        bench.LBFGS_PROBLEMS, args.sizes or bench.LBFGS_SIZES, args.repeat or 3, _progress
+    )
+    table = bench.format_table(rows, args.markdown, bench.LBFGS_COLUMNS)
+    return {"rows": rows}, "\n\n".join([table, bench.lbfgs_notes(rows)])
+
+
 def _bench_conflict(args) -> str | None:
     """Why the flags of ``fastgd bench`` do not go together, or None."""
+    if args.lbfgs and (args.rules or args.backend != "auto" or args.dtype != "float32"):
+        return (
+            "--lbfgs times float64 problems with method='lbfgs'; drop --rules, --backend, --dtype"
+        )
     dask_only = args.chunks or args.workers or args.scheduler
     if dask_only and not args.dask:
         return "--chunks, --workers and --scheduler go with --dask"
@@ -402,12 +421,14 @@ def _run_bench(args) -> int:
             print(f"fastgd bench --dask needs dask and distributed ({e}): "
                   'pip install "fastgd[dask]"', file=sys.stderr)  # fmt: skip
             return 2
-    with_torch = not (args.no_torch or args.crossover or args.startup or args.dask)
+    with_torch = not (args.no_torch or args.crossover or args.startup or args.dask or args.lbfgs)
     info = bench.machine_info(args.dtype, with_torch=with_torch)
     if args.torch:
         measure = _torch
     elif args.dask:
         measure = _dask
+    elif args.lbfgs:
+        measure = _lbfgs
     else:
         measure = _crossover if args.crossover else _startup if args.startup else _table
     try:

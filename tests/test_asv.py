@@ -28,13 +28,14 @@ from benchmarks import (  # noqa: E402
     common,
     compilation,
     dask_step,
+    lbfgs,
     memory,
     minimize,
     step,
     torch_adapter,
 )
 
-MODULES = (ceiling, compilation, dask_step, memory, minimize, step, torch_adapter)
+MODULES = (ceiling, compilation, dask_step, lbfgs, memory, minimize, step, torch_adapter)
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TWO_RULES = ["sgd", "adam"]
 
@@ -43,6 +44,7 @@ EXPECTED = {
     "time_step", "track_fraction_of_ceiling", "track_gbps", "track_speedup_vs_torch",
     "time_compile", "peakmem_step", "peakmem_arrays", "track_step_allocated_bytes",
     "time_minimize", "time_step_cuda", "track_step_time_vs_torch", "track_efficiency",
+    "track_overhead_vs_scipy",
 }  # fmt: skip
 
 
@@ -75,7 +77,10 @@ def test_parameters_cover_the_registry():
         if "rule" not in cls.param_names:
             # over the problems and methods of fastgd compare / over the torch models /
             # issue 10's Adam configuration over N
-            assert cls in (minimize.Minimize, torch_adapter.TorchAdapter, dask_step.DaskStep)
+            assert cls in (
+                minimize.Minimize, torch_adapter.TorchAdapter, dask_step.DaskStep,
+                lbfgs.LbfgsIteration,
+            )  # fmt: skip
             continue
         values = cls.params[cls.param_names.index("rule")]
         if cls is ceiling.TorchSpeedup:
@@ -225,3 +230,15 @@ def test_dask_efficiency(monkeypatch, dask_client):
     b.setup(2 * 10**7)
     row = b.row
     assert b.track_efficiency(2 * 10**7) == row["single_step_s"] / row["dask_step_s"] > 0
+
+
+def test_lbfgs_overhead(monkeypatch):
+    real = bench.measure_lbfgs
+
+    def tiny(problem, n, repeat):
+        return real(problem, 2_000, iterations=3, repeat=1)
+
+    monkeypatch.setattr(bench, "measure_lbfgs", tiny)
+    b = lbfgs.LbfgsIteration()
+    b.setup(10**6)
+    assert b.track_overhead_vs_scipy(10**6) == b.row["fastgd_s"] / b.row["scipy_s"] > 0

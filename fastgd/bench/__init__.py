@@ -28,6 +28,8 @@ re-exported here (``fastgd.bench.run_bench``, ``fastgd.bench.crossover``, ...):
   real models (``--torch``), torch imported on use;
 - :mod:`fastgd.bench.dask_step`: :mod:`fastgd.dask` on a LocalCluster against
   one process (``--dask``), dask imported on use;
+- :mod:`fastgd.bench.lbfgs_step`: ``method="lbfgs"``'s overhead per iteration
+  against SciPy's L-BFGS-B and its traffic bound (``--lbfgs``);
 - :mod:`fastgd.bench.cuda`: the GPU table (``--backend cuda``), imported on use.
 
 ``SMALL_N``, ``SMALL_N_MIN_STEPS``, ``random_arrays``, ``_run_child``,
@@ -89,6 +91,14 @@ from fastgd.bench.kernels import (
     torch_step,
     torch_time,
 )
+from fastgd.bench.lbfgs_step import (
+    LBFGS_COLUMNS,
+    LBFGS_PROBLEMS,
+    LBFGS_SIZES,
+    lbfgs_notes,
+    measure_lbfgs,
+    run_lbfgs_bench,
+)
 from fastgd.bench.parallel import (
     CROSSOVER_COLUMNS,
     CROSSOVER_SIZES,
@@ -122,6 +132,12 @@ __all__ = [
     "DASK_WORKERS",
     "dask_notes",
     "measure_dask",
+    "LBFGS_COLUMNS",
+    "LBFGS_PROBLEMS",
+    "LBFGS_SIZES",
+    "lbfgs_notes",
+    "measure_lbfgs",
+    "run_lbfgs_bench",
     "BENCH_COLUMNS",
     "BENCH_HYPERPARAMETERS",
     "CROSSOVER_COLUMNS",

@@ -451,7 +451,11 @@ def test_bad_fun_output():
 def test_every_method_runs():
     for method in METHODS:
         res = minimize(bowl, np.zeros(3), jac=True, method=method, options=dict(maxiter=3))
-        assert res.nit == 3 and np.all(np.isfinite(res.x)), method
+        if method == "lbfgs":  # exact on a quadratic bowl: the gradient is 0 after 2 steps
+            assert res.success and res.nit == 2 and res.fun == bowl(res.x)[0], res.message
+        else:
+            assert res.nit == 3, method
+        assert np.all(np.isfinite(res.x)), method
 
 
 # -- SciPy ----------------------------------------------------------------------------

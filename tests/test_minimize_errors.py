@@ -505,7 +505,8 @@ def test_above_the_limit_restore_best_reports_the_best_epochs_loss(monkeypatch):
 
 @pytest.mark.parametrize("method", [None, 3, ["adam"], b"adam"])
 def test_method_must_be_a_string(method):
-    with pytest.raises(TypeError, match=r"^method must be a str, one of sgd, .*nesterov, lbfgs; got"):
+    expected = r"^method must be a str, one of sgd, .*nesterov, lbfgs; got"
+    with pytest.raises(TypeError, match=expected):
         minimize(never, np.zeros(2), jac=True, method=method)
     with pytest.raises(TypeError, match="^method must be a str"):
         scipy_method(method)

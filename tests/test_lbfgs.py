@@ -210,3 +210,18 @@ def test_a_rejected_pair_in_a_full_ring_drops_the_oldest():
     V = np.eye(n) - rho * np.outer(y, s)
     H = V.T @ H @ V + rho * np.outer(s, s)
     np.testing.assert_allclose(h.direction(g), -H @ g, rtol=1e-14)
+
+
+def test_vector_free_form_takes_the_same_steps():
+    """options=dict(form="vector_free"): the direction from the Gram matrix of
+    the basis (one pass to form d, one to update the dots) equals the
+    two-loop recursion's to rounding, so the runs agree."""
+    p = make("quadratic")
+    a = fastgd.minimize(p.fun_and_grad, p.x0, jac=True, method="lbfgs")
+    b = fastgd.minimize(p.fun_and_grad, p.x0, jac=True, method="lbfgs",
+                        options=dict(form="vector_free"))  # fmt: skip
+    assert a.success and b.success
+    assert abs(a.nit - b.nit) <= 2
+    np.testing.assert_allclose(b.x, a.x, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="form"):
+        fastgd.minimize(p.fun_and_grad, p.x0, jac=True, method="lbfgs", options=dict(form="x"))

@@ -16,7 +16,7 @@ METHODS: tuple[str, ...] = (*OPTIMIZERS, "nesterov", "lbfgs")
 #: ``method="lbfgs"``'s own options and their defaults (SciPy L-BFGS-B's
 #: ``maxcor`` and ``maxls``), and its ``ftol`` default (L-BFGS-B's
 #: ``factr = 1e7`` times float64's epsilon).
-LBFGS_OPTIONS: dict[str, Any] = {"m": 10, "maxls": 20}
+LBFGS_OPTIONS: dict[str, Any] = {"m": 10, "maxls": 20, "form": "two_loop"}
 LBFGS_FTOL = 1e7 * 2.220446049250313e-16
 
 DEFAULT_OPTIONS: dict[str, Any] = {

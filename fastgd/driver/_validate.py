@@ -71,6 +71,9 @@ def _split_options(method: str, options) -> tuple[dict, dict]:
         hyperparameters = {
             "m": _integer("m", hyperparameters.get("m", LBFGS_OPTIONS["m"]), 1),
             "maxls": _integer("maxls", hyperparameters.get("maxls", LBFGS_OPTIONS["maxls"]), 1),
+            "form": _checks.choice("two_loop", "vector_free")(
+                "form", hyperparameters.get("form", LBFGS_OPTIONS["form"])
+            ),
         }
     return hyperparameters, driver
 

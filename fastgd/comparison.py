@@ -496,7 +496,9 @@ def compare(
 
 
 def _blas_note() -> str:
-    threads = {k: os.environ[k] for k in _BLAS_THREAD_VARS if k in os.environ}
+    from fastgd.bench._timing import blas_thread_settings
+
+    threads = blas_thread_settings()
     if threads:
         return "BLAS threads: " + ", ".join(f"{k}={v}" for k, v in threads.items())
     return (
@@ -505,8 +507,6 @@ def _blas_note() -> str:
         "problems run with OPENBLAS_NUM_THREADS=1."
     )
 
-
-_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 _COLUMNS = (
     # header, width, format of a row

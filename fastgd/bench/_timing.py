@@ -307,6 +307,17 @@ def _optimizer(name, params, backend="auto", hyperparameters=None) -> fastgd.Opt
     return fastgd.OPTIMIZERS[name](params, backend=backend, **hyperparameters)
 
 
+def blas_thread_settings() -> dict[str, str]:
+    """The BLAS thread-count variables set in the environment (OpenBLAS, OpenMP, MKL)."""
+    import os
+
+    return {k: os.environ[k] for k in BLAS_THREAD_VARS if k in os.environ}
+
+
+#: Environment variables that limit BLAS threads.
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 # -- the machine ----------------------------------------------------------------------------
 
 

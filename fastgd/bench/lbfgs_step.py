@@ -207,9 +207,9 @@ def lbfgs_notes(rows: list[dict]) -> str:
 
 
 def _blas_note() -> str:
-    import os
+    from fastgd.bench._timing import blas_thread_settings
 
-    threads = {k: os.environ[k] for k in _BLAS_VARS if k in os.environ}
+    threads = blas_thread_settings()
     if threads:
         return "BLAS threads: " + ", ".join(f"{k}={v}" for k, v in threads.items())
     return (
@@ -217,6 +217,3 @@ def _blas_note() -> str:
         "spinning after each call,\nwhich starves the parallel kernels that follow on a "
         "machine with few cores: run with OPENBLAS_NUM_THREADS=1."
     )
-
-
-_BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")

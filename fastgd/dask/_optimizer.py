@@ -381,50 +381,49 @@ class DaskOptimizer:
                 dependency,
                 priority=-seq,
             )
-        layers = dict(graph.layers) if graph is not None else {}
-        deps = dict(graph.dependencies) if graph is not None else {}
-        numblocks = tuple(len(c) for c in self._chunks)
-        groups: dict[str, list] = {}
-        for i, (block, w) in enumerate(zip(block_indices(numblocks), self._workers, strict=True)):
-            groups.setdefault(w, []).append((i, task(i, block)))
-        keys = []
-        for j, (w, members) in enumerate(groups.items()):
-            name = f"fastgd-{self._id}-{what}-{seq}-{j}"
-            fn = members[0][1][0]
-            spec = (
-                _chunk._run_group, opt_id, seq, [i for i, _ in members], fn,
-                [list(t[1:]) for _, t in members],
-            )  # fmt: skip
-            layers[name] = MaterializedLayer(
-                {(name, 0): spec}, annotations={"workers": [w], "allow_other_workers": False}
-            )
-            deps[name] = set() if dependency is None else {dependency}
-            keys.append((name, 0))
-        return self._client.get(HighLevelGraph(layers, deps), keys, sync=False, priority=-seq)
 
-    def _submit(self, what: str, task, graph=None, dependency=None, *, priority=0) -> list:
+        def combine(members):  # (chunk index, (fn, *args)) of one worker's chunks
+            indices = [i for i, _ in members]
+            return (_chunk._run_group, opt_id, seq, indices, members[0][1][0],
+                    [list(spec[1:]) for _, spec in members])  # fmt: skip
+
+        return self._submit(
+            f"{what}-{seq}", task, graph, dependency, priority=-seq, combine=combine
+        )
+
+    def _submit(
+        self, what: str, task, graph=None, dependency=None, *, priority=0, combine=None
+    ) -> list:
         """One message to the scheduler: ``graph`` (the gradient's, if any) and
-        ``task(i, block)`` for every chunk, each pinned to its chunk's worker.
-        Earlier operations get higher priority: a worker runs step t before
-        t + 1, so the client learns early that t is done."""
+        ``task(i, block)`` for every chunk, each pinned to its chunk's worker
+        (the futures in chunk order), or with ``combine`` one task per worker,
+        ``combine([(i, task(i, block)), ...])`` over its chunks (a future per
+        worker). Earlier operations get higher priority: a worker runs step t
+        before t + 1, so the client learns early that t is done."""
         layers = dict(graph.layers) if graph is not None else {}
         deps = dict(graph.dependencies) if graph is not None else {}
         numblocks = tuple(len(c) for c in self._chunks)
-        by_worker: dict[str, dict] = {}
+        by_worker: dict[str, list] = {}
         for i, (block, w) in enumerate(zip(block_indices(numblocks), self._workers, strict=True)):
-            by_worker.setdefault(w, {})[i] = task(i, block)
-        names = {}
-        for j, (w, tasks) in enumerate(by_worker.items()):
-            name = names[w] = f"fastgd-{self._id}-{what}-{j}"
-            layers[name] = MaterializedLayer(
-                {(name, i): spec for i, spec in tasks.items()},
-                annotations={"workers": [w], "allow_other_workers": False},
-            )
-            if dependency is None:
-                deps[name] = set()
+            by_worker.setdefault(w, []).append((i, task(i, block)))
+        if dependency is None:
+            needs = set()
+        else:
+            needs = {dependency} if isinstance(dependency, str) else set(dependency)
+        keys = []
+        for j, (w, members) in enumerate(by_worker.items()):
+            name = f"fastgd-{self._id}-{what}-{j}"
+            if combine is None:
+                tasks = {(name, i): spec for i, spec in members}
+                keys += [(i, (name, i)) for i, _ in members]
             else:
-                deps[name] = {dependency} if isinstance(dependency, str) else set(dependency)
-        keys = [(names[w], i) for i, w in enumerate(self._workers)]
+                tasks = {(name, 0): combine(members)}
+                keys.append((j, (name, 0)))
+            layers[name] = MaterializedLayer(
+                tasks, annotations={"workers": [w], "allow_other_workers": False}
+            )
+            deps[name] = set(needs)
+        keys = [key for _, key in sorted(keys)]
         return self._client.get(HighLevelGraph(layers, deps), keys, sync=False, priority=priority)
 
     # -- faults ---------------------------------------------------------------------

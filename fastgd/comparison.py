@@ -496,13 +496,10 @@ def compare(
 
 
 def _blas_note() -> str:
-    from fastgd.bench._timing import blas_thread_settings
+    from fastgd.bench._timing import blas_note
 
-    threads = blas_thread_settings()
-    if threads:
-        return "BLAS threads: " + ", ".join(f"{k}={v}" for k, v in threads.items())
-    return (
-        "BLAS threads: not limited. SciPy's methods make many small BLAS calls, which a "
+    return blas_note(
+        "SciPy's methods make many small BLAS calls, which a "
         "multi-threaded BLAS\ncan slow down by milliseconds each on a busy machine; for small "
         "problems run with OPENBLAS_NUM_THREADS=1."
     )

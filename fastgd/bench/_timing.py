@@ -314,6 +314,15 @@ def blas_thread_settings() -> dict[str, str]:
     return {k: os.environ[k] for k in BLAS_THREAD_VARS if k in os.environ}
 
 
+def blas_note(unlimited: str) -> str:
+    """One line for a results table: the BLAS thread settings, or ``unlimited``
+    (why they matter there) when none is set."""
+    threads = blas_thread_settings()
+    if threads:
+        return "BLAS threads: " + ", ".join(f"{k}={v}" for k, v in threads.items())
+    return "BLAS threads: not limited. " + unlimited
+
+
 #: Environment variables that limit BLAS threads.
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 

@@ -207,13 +207,10 @@ def lbfgs_notes(rows: list[dict]) -> str:
 
 
 def _blas_note() -> str:
-    from fastgd.bench._timing import blas_thread_settings
+    from fastgd.bench._timing import blas_note
 
-    threads = blas_thread_settings()
-    if threads:
-        return "BLAS threads: " + ", ".join(f"{k}={v}" for k, v in threads.items())
-    return (
-        "BLAS threads: not limited. A multi-threaded BLAS inside fun leaves its threads "
+    return blas_note(
+        "A multi-threaded BLAS inside fun leaves its threads "
         "spinning after each call,\nwhich starves the parallel kernels that follow on a "
         "machine with few cores: run with OPENBLAS_NUM_THREADS=1."
     )

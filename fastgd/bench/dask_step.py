@@ -28,6 +28,7 @@ from statistics import median
 
 import numpy as np
 
+from fastgd.bench._timing import format_n
 from fastgd.bench.torch_models import _ms, _ratio
 
 #: ``fastgd bench --dask`` defaults: issue 10's configuration.
@@ -212,7 +213,7 @@ def _time_steps(client, cls, dcls, n, chunks, dt, repeat, steps, say):
 
 DASK_COLUMNS = (
     ("rule", "rule", str),
-    ("N", "n", lambda x: f"{x:.0e}".replace("e+0", "e")),
+    ("N", "n", format_n),
     ("chunks", "chunks", str),
     ("workers", "workers", str),
     ("dask ms", "dask_step_s", _ms),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from statistics import median
 
+from fastgd.bench._timing import format_n
 from fastgd.bench.torch_models import _ms, _ratio
 
 #: ``fastgd bench --lbfgs`` defaults: issue 11's sizes and problems.
@@ -174,7 +175,7 @@ def run_lbfgs_bench(problems=LBFGS_PROBLEMS, sizes=LBFGS_SIZES, repeat=3, progre
 
 LBFGS_COLUMNS = (
     ("problem", "problem", str),
-    ("n", "n", lambda x: f"{x:.0e}".replace("e+0", "e")),
+    ("n", "n", format_n),
     ("m", "m", str),
     ("SciPy ms/iter", "scipy_s", _ms),
     ("fastgd ms/iter", "fastgd_s", _ms),

@@ -1,9 +1,10 @@
-"""minimize(method="lbfgs")'s overhead per iteration against SciPy's L-BFGS-B.
+"""minimize(method="lbfgs")'s steady-state overhead per iteration against SciPy's L-BFGS-B.
 
 The value comes from :func:`fastgd.bench.measure_lbfgs`, as in ``fastgd bench
---lbfgs``: the ill-conditioned quadratic, float64, m = 10, 10 iterations;
-the time inside ``fun`` is subtracted from both. n = 1e6 here (1e6 and 1e7
-in ``fastgd bench --lbfgs``).
+--lbfgs``: the ill-conditioned quadratic, float64, m = 10; a window of 10
+iterations at a full ring (m pairs stored) after m + 2 warm-up iterations,
+the time inside ``fun`` subtracted from both. n = 1e6 here (1e6 and 1e7 in
+``fastgd bench --lbfgs``).
 
 Skipped (``n/a``) on a commit without ``method="lbfgs"`` or ``fastgd bench
 --lbfgs``.
@@ -15,7 +16,7 @@ from benchmarks import common
 
 
 class LbfgsIteration:
-    """fastgd's L-BFGS overhead per iteration as a fraction of SciPy L-BFGS-B's."""
+    """fastgd's L-BFGS overhead per full-ring iteration as a fraction of SciPy L-BFGS-B's."""
 
     timeout = 600
     params = ([10**6],)

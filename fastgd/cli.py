@@ -257,8 +257,8 @@ def _add_bench(subparsers) -> None:
         "--lbfgs",
         action="store_true",
         help="minimize(method='lbfgs')'s overhead per iteration against SciPy's L-BFGS-B and "
-        "its memory-traffic bound, on the quadratic and logistic problems (--sizes, default "
-        "1e6,1e7; float64)",
+        "its memory-traffic bound at a full history ring, on the quadratic and Rosenbrock "
+        "problems (--sizes, default 1e6,1e7; float64)",
     )
     p.add_argument(
         "--chunks",

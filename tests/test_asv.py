@@ -242,3 +242,5 @@ def test_lbfgs_overhead(monkeypatch):
     b = lbfgs.LbfgsIteration()
     b.setup(10**6)
     assert b.track_overhead_vs_scipy(10**6) == b.row["fastgd_s"] / b.row["scipy_s"] > 0
+    # 3 timed iterations at a full ring of m = 10 pairs, after 12 warm-up iterations
+    assert b.row["timed_iterations"] == 3 and b.row["nit"] == b.row["scipy_nit"] == 15

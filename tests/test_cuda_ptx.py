@@ -85,3 +85,33 @@ def test_cpu_import_does_not_load_numba_cuda():
 
 def test_every_optimizer_has_a_cuda_kernel_rule():
     assert {cls.rule.name for cls in fastgd.OPTIMIZERS.values()} == set(RULES)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lbfgs_kernels_compile_to_sm90_ptx(hopper, dtype):
+    """The L-BFGS passes: element arithmetic and stores in the arrays' dtype,
+    products widened to float64 for the sums (no float64 store to a vector)."""
+    from numba import types
+
+    from fastgd.lbfgs import _cuda as C
+
+    nb = getattr(types, dtype)
+    vec, part = types.Array(nb, 1, "C"), types.Array(types.float64, 2, "C")
+    signatures = {
+        C._pass_kernel: (vec, vec, vec, nb, nb, types.boolean, part),
+        C._pair_kernel: (nb, vec, vec, vec, vec, vec, part),
+        C._step_kernel: (vec, vec, nb, vec),
+        C._dm_kernel: (vec, vec, vec, types.boolean, part),
+    }
+    for kernel, sig in signatures.items():
+        ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+        assert ".target sm_90" in ptx and ".entry" in ptx
+        if True:  # the vectors' stores (_dm_kernel's copy of g) in their dtype
+            assert f"st.global.{'f32' if dtype == 'float32' else 'f64'}" in ptx
+        if dtype == "float32":
+            if kernel in (C._pass_kernel, C._step_kernel):  # the element arithmetic
+                assert re.search(r"\b(mul|add|sub|fma\.rn)(\.rn)?\.f32\b", ptx)
+            if kernel is C._step_kernel:  # no sum: nothing float64 at all
+                assert not F64.search(ptx)
+            else:  # float32 products widened for the float64 sums
+                assert "cvt.f64.f32" in ptx

@@ -265,3 +265,23 @@ def test_errors():
         K.update_pair(1.0, g, g, g, S[0], S[0])
     with pytest.raises(TypeError):
         K.dot(g.astype(np.int64), g)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_copy_and_measure_copies_and_measures_in_one_pass(n, dtype):
+    g = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    out = {b: np.full_like(g, np.nan) for b in BACKENDS}
+    res = {b: K.copy_and_measure(g, out[b], b) for b in BACKENDS}
+    assert res["serial"] == res["parallel"]  # bit for bit
+    for b in BACKENDS:
+        np.testing.assert_array_equal(out[b], g)
+    sumsq, big = res["serial"]
+    f64 = g.astype(np.float64)
+    assert sumsq == pytest.approx(np.dot(f64, f64), rel=1e-13, abs=0.0)
+    assert big == np.abs(f64).max(initial=0.0)
+    if n > 1:
+        g[n // 2] = np.nan
+        assert np.isnan(K.copy_and_measure(g, out["serial"], "parallel")[1])
+        assert np.isnan(out["serial"][n // 2])
+        with pytest.raises(ValueError, match="overlap"):
+            K.copy_and_measure(g, g)

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from fastgd import _checks
 from fastgd.clip import clip_grad_norm_, clip_grad_value_
 from fastgd.driver._common import is_dask_array
 from fastgd.driver._measures import _gradient_measures
@@ -31,8 +32,15 @@ __all__ = ["DaskArrays", "NumpyArrays", "arrays_for", "is_dask_array"]
 
 
 def arrays_for(x0):
-    """The namespace for a run starting at ``x0``."""
-    return DaskArrays() if is_dask_array(x0) else NumpyArrays()
+    """The namespace for a run starting at ``x0``: dask, CUDA
+    (:class:`fastgd.driver._cuda_arrays.CudaArrays`) or NumPy."""
+    if is_dask_array(x0):
+        return DaskArrays()
+    if _checks.is_cuda_array(x0):
+        from fastgd.driver._cuda_arrays import CudaArrays
+
+        return CudaArrays()
+    return NumpyArrays()
 
 
 def bad_gradient(run, g, dtype=None):
@@ -57,6 +65,10 @@ class NumpyArrays:
 
     #: the ``xk`` of ``callback(xk)``: a copy of the live parameters
     copy = staticmethod(np.copy)
+    empty_like = staticmethod(np.empty_like)
+
+    def refuse(self, run, l1) -> None:
+        """Every setting runs on NumPy arrays."""
 
     def start(self, x0, dtype) -> np.ndarray:
         return _start(x0, dtype)
@@ -167,6 +179,9 @@ class DaskArrays:
     def copy(x):
         """The ``xk`` of ``callback(xk)``: the snapshot itself, which is immutable."""
         return x
+
+    def refuse(self, run, l1) -> None:
+        """Refusals come with the optimizer (:meth:`optimizer`)."""
 
     def start(self, x0, dtype):
         """``x0`` checked and cast to ``dtype`` lazily; nothing is computed."""

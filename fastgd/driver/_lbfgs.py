@@ -12,17 +12,16 @@ Each iteration, with ``f, g`` at ``x``:
                                  (first step 1, or 1 / ||g|| on the first iteration)
     s, y     = stp d, g_new - g  stored if s.y > eps y.y; gamma = s.y / y.y
 
-The vector algebra is fastgd's fused kernels (:mod:`fastgd.lbfgs._kernels`)
-on preallocated buffers; the line search is scalar logic on the host
-(:mod:`fastgd.lbfgs._linesearch`). Constants are SciPy L-BFGS-B's: line
-search ``ftol=1e-3, gtol=0.9, xtol=0.1``, ``maxls=20``.
+The vector algebra is fastgd's fused kernels (:mod:`fastgd.lbfgs._kernels`,
+or :mod:`fastgd.lbfgs._cuda` for a CUDA ``x0``) on preallocated buffers; the
+line search is scalar logic on the host (:mod:`fastgd.lbfgs._linesearch`).
+Constants are SciPy L-BFGS-B's: line search ``ftol=1e-3, gtol=0.9,
+xtol=0.1``, ``maxls=20``.
 """
 
 from __future__ import annotations
 
 import math
-
-import numpy as np
 
 from fastgd.driver._common import Status
 from fastgd.driver._loop import _Run
@@ -43,8 +42,8 @@ class _LbfgsRun(_Run):
         self._refuse()
         x = self.x
         self.hist = self.opt  # fastgd.lbfgs.History (arrays.optimizer made it)
-        self.xt = np.empty_like(x)  # trial points; swapped with x on acceptance
-        self.gcur = None  # the gradient at x, our copy (fun may reuse its array)
+        self.xt = self.arrays.empty_like(x)  # trial points; swapped with x on acceptance
+        self.gcur = self.hist.g  # the gradient at x, our copy (fun may reuse its array)
         self.maxls = self.hist.maxls
 
     def _refuse(self) -> None:
@@ -66,6 +65,14 @@ class _LbfgsRun(_Run):
 
     # -- the loop -----------------------------------------------------------------
 
+    def measure(self, point, work):
+        """``(finite, optimality, l2)`` of the gradient at ``x``, taken while
+        copying it into the history's buffer (``self.gcur``), in one pass."""
+        sumsq, big = self.hist.keep(work)
+        if self.g_first is None:
+            self.g_first = big
+        return big < math.inf, big, math.sqrt(sumsq)
+
     def _full_batch(self):
         hist = self.hist
         x = self.x
@@ -84,9 +91,6 @@ class _LbfgsRun(_Run):
                 return self.finish(status, f, g, at_x=True)
             if self.t >= self.maxiter:
                 return self.finish(Status.MAXITER, f, g, at_x=True)
-            if self.gcur is None:
-                self.gcur = np.empty_like(g)
-            np.copyto(self.gcur, g)
             accepted = self.line_search(f, l2)
             if accepted is None:
                 return self.line_search_failed(f, g)
@@ -112,7 +116,6 @@ class _LbfgsRun(_Run):
         ``(f, g, stp)`` at ``x + stp d`` (in ``self.xt``), or None. A
         non-descent direction, or a search that fails with pairs in memory,
         restarts from ``d = -g`` once."""
-        from fastgd.lbfgs import _kernels
         from fastgd.lbfgs._linesearch import MoreThuente
 
         hist, g = self.hist, self.gcur
@@ -120,10 +123,10 @@ class _LbfgsRun(_Run):
         for attempt in range(2):
             if attempt or hist.count == 0:
                 hist.clear()
-                d = hist.direction(g)  # -g
+                hist.direction(g)  # d = -g
                 stp = min(1.0 / l2, STPMAX) if l2 > 0 else 1.0
             else:
-                d = hist.direction(g)
+                hist.direction(g)  # d = -H g
                 stp = 1.0
             dg0 = hist.dg  # g . d, from the direction's last pass
             if not dg0 < 0:  # rounding made -H g an ascent direction: restart
@@ -132,13 +135,13 @@ class _LbfgsRun(_Run):
                 continue
             search = MoreThuente(LS_FTOL, LS_GTOL, LS_XTOL, stpmax=STPMAX, maxiter=self.maxls)
             stp = search.start(f, dg0, stp)
-            x, xt = self.x.reshape(-1), self.xt.reshape(-1)
+            x, xt = self.x.reshape(self.x.size), self.xt.reshape(self.xt.size)
             while stp is not None:
-                _kernels.step_to(x, d, stp, xt, hist.backend)
+                hist.step_to(x, stp, xt)
                 ft, gt = self.evaluate(self.xt)
                 gt = self.work(gt)
                 if math.isfinite(ft):
-                    dg = _kernels.dot(gt.reshape(-1), d, hist.backend)
+                    dg = hist.slope(gt)
                 else:
                     dg = math.nan
                 accepted_stp = stp

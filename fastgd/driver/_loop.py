@@ -85,6 +85,7 @@ class _Run:
             self.n_samples = _integer("n_samples", n_samples, 1)
             self.batch_size = min(_integer("batch_size", batch_size, 1), self.n_samples)
 
+        arrays.refuse(self, l1)  # what this kind of array does not take, before fun runs
         x = arrays.start(x0, dtype)
         self.opt = arrays.optimizer(self.method, x, l1, l1_mode, backend, hyperparameters)
         if self.method == "nesterov":

@@ -58,14 +58,15 @@ def minimize(
         string, a bool, a complex number, a vector of per-sample losses)
         raises ``TypeError`` naming what ``fun`` returned and the iteration;
         a NaN or infinite ``f`` ends the run as diverged (``status=4``).
-    x0 : array_like or dask.array.Array
+    x0 : array_like, dask.array.Array or CUDA array
         The start: real numbers (ints or floats, any shape; a scalar becomes
         shape ``(1,)`` as in SciPy), copied to a C-contiguous array of
         ``dtype`` (float64 by default), which the optimizer updates in place.
         Refused before ``fun`` is called: NaN or inf anywhere (also a value
         that overflows ``dtype``), no elements (``ValueError``), and complex,
         bool, string or object arrays (``TypeError``). A dask array runs the
-        loop on Dask workers: see *Dask arrays* below.
+        loop on Dask workers: see *Dask arrays* below; a CUDA array runs it
+        on the GPU: see *CUDA arrays*.
     jac : True or callable
         ``True``: ``fun`` returns ``(f, g)`` as in SciPy. A callable:
         ``jac(x) -> g`` (``jac(x, idx)`` in mini-batch mode). ``g`` is an
@@ -293,6 +294,24 @@ def minimize(
     dask gradient is a ``TypeError``: pass ``x0`` as a dask array.
     :func:`scipy_method` cannot take dask arrays (SciPy converts ``x0`` to
     NumPy first).
+
+    **CUDA arrays.** With an ``x0`` exposing ``__cuda_array_interface__``
+    (a CuPy array, a torch CUDA tensor, a numba device array) the run stays
+    on the GPU (:mod:`fastgd.driver._cuda_arrays`): ``x`` is a device copy
+    of ``x0`` in ``dtype`` (``x0``'s own float32 or float64 by default; an
+    explicit ``dtype`` converts on the device), checked for NaN/inf by one
+    CUDA reduction; ``fun`` gets the device array and must return the
+    gradient as a CUDA array of ``x``'s shape and dtype (a host array or
+    another dtype is a ``TypeError``: nothing is copied between host and
+    device silently); each step is the optimizer's CUDA kernel, or for
+    ``method="lbfgs"`` the same L-BFGS with every vector operation a CUDA
+    kernel (:mod:`fastgd.lbfgs._cuda`; the line search's scalar logic on the
+    host). The bookkeeping is one CUDA reduction per evaluation. ``callback``
+    gets a device copy (``xk``) or the live device array
+    (``intermediate_result``); ``result.x`` and ``result.jac`` are device
+    arrays. Refused before ``fun`` runs: ``clip_norm``, ``clip_value``,
+    ``l1``, mini-batches, ``method="nesterov"``, ``backend`` other than
+    ``"auto"``/``"cuda"``, L-BFGS's ``form="vector_free"`` (``ValueError``).
     """
     cls = _LbfgsRun if isinstance(method, str) and method.lower() == "lbfgs" else _Run
     run = cls(

@@ -8,7 +8,10 @@ The driver is :func:`fastgd.minimize` with ``method="lbfgs"``
   ``d = -H g`` by the two-loop recursion with ``H0 = gamma I``,
   ``gamma = s.y / y.y`` of the newest pair (Nocedal & Wright, Algorithm 7.4);
 - :mod:`fastgd.lbfgs._kernels`: the fused vector kernels (float64
-  accumulation, serial or parallel by size);
+  accumulation, serial or parallel by size) and the recursion's pass plan
+  (:func:`fastgd.lbfgs._kernels.two_loop_pass`), written once;
+- :mod:`fastgd.lbfgs._cuda`: the same passes as CUDA kernels, for a
+  ``History`` with ``backend="cuda"`` over device arrays;
 - :mod:`fastgd.lbfgs._linesearch`: the strong-Wolfe line search of Moré and
   Thuente (MINPACK-2's dcsrch), scalar logic on the host.
 """
@@ -34,8 +37,10 @@ class History:
         products accumulate in float64).
     m : int
         Pairs kept (SciPy's ``maxcor``).
-    backend : {"auto", "serial", "parallel"}
-        The kernels' loop.
+    backend : {"auto", "serial", "parallel", "cuda"}
+        The kernels' loop; ``"cuda"``: the ring buffers and the direction are
+        device arrays and every vector operation a CUDA kernel
+        (:mod:`fastgd.lbfgs._cuda`), for parameters and gradients on the GPU.
     form : {"two_loop", "vector_free"}
         How the direction is computed: fused passes over the vectors
         (:func:`fastgd.lbfgs._kernels.two_loop`, ``8k + 7`` vectors of traffic
@@ -58,6 +63,9 @@ class History:
     ):
         if form not in ("vector_free", "two_loop"):
             raise ValueError(f"form must be 'vector_free' or 'two_loop', got {form!r}")
+        self.cuda = backend == "cuda"
+        if self.cuda and form != "two_loop":
+            raise ValueError("form='vector_free' runs on NumPy arrays; CUDA arrays take 'two_loop'")
         self.form = form
         self.m = m
         self.maxls = maxls
@@ -65,15 +73,27 @@ class History:
         self.lr = math.nan  # the last accepted step length
         self.n = n
         self.dtype = np.dtype(dtype)
-        self.S = np.zeros((m, n), self.dtype)
-        self.Y = np.zeros((m, n), self.dtype)
+        if self.cuda:
+            from numba import cuda
+
+            from fastgd.lbfgs import _cuda
+
+            self._scratch = _cuda.Scratch()
+            self.S = cuda.device_array((m, n), self.dtype)
+            self.Y = cuda.device_array((m, n), self.dtype)
+            self.d = cuda.device_array(n, self.dtype)
+            self.g = cuda.device_array(n, self.dtype)
+        else:
+            self.S = np.zeros((m, n), self.dtype)
+            self.Y = np.zeros((m, n), self.dtype)
+            self.d = np.empty(n, self.dtype)
+            self.g = np.empty(n, self.dtype)  # the driver's copy of the gradient at x
         self.rho = np.zeros(m)  # 1 / s.y of each row
         self.alpha = np.zeros(m)  # scratch of the two-loop recursion
         self.order = np.zeros(m, np.int64)  # the valid rows, newest first
         self.count = 0
         self.head = 0  # the row the next pair goes to
         self.gamma = 1.0
-        self.d = np.empty(n, self.dtype)
         self.dg = 0.0  # g . d of the last direction
         self.backend = backend
         self.skipped = 0  # pairs not stored because s.y was not positive enough
@@ -95,7 +115,16 @@ class History:
         ``self.dg`` is then ``g . d`` (float64, from the same pass)."""
         from fastgd.lbfgs import _kernels
 
-        g = g.reshape(-1)
+        g = g.reshape(g.size)
+        if self.cuda:
+            from fastgd.lbfgs import _cuda
+
+            gamma = self.gamma if self.count else 1.0
+            self.dg = _cuda.two_loop(
+                g, self.S, self.Y, self.rho, self.order, self.count, gamma, self.d,
+                self.alpha, self._scratch,
+            )  # fmt: skip
+            return self.d
         if self.count == 0:
             self.dg = _kernels.negate(g, self.d, self.backend)
             if self._gram is not None:
@@ -120,7 +149,14 @@ class History:
 
         row = self.head
         commit = None
-        if self._gram is None:
+        if self.cuda:
+            from fastgd.lbfgs import _cuda
+
+            sy, yy = _cuda.update_pair(
+                stp, d, g_new.reshape(g_new.size), g_old.reshape(g_old.size), self.S[row],
+                self.Y[row], self._scratch,
+            )  # fmt: skip
+        elif self._gram is None:
             sy, yy = _kernels.update_pair(
                 stp, d, g_new.reshape(-1), g_old.reshape(-1), self.S[row], self.Y[row], self.backend
             )
@@ -155,6 +191,41 @@ class History:
         parallel = _kernels._parallel((2 * self.count + 5) * d.nbytes, self.backend)
         return self._gram.push(self, float(stp), d, g_new, g_old, row, parallel)
 
+    def keep(self, g) -> tuple[float, float]:
+        """Copy ``g`` (the gradient at the current point) into ``self.g`` and
+        return its ``(g . g, max |g|)`` in float64 (NaN max if any ``g`` is
+        NaN), in one pass: the driver's copy and its measures together."""
+        g = g.reshape(g.size)
+        if self.cuda:
+            from fastgd.lbfgs import _cuda
+
+            return _cuda.dot_and_maxabs(g, g, self._scratch, out=self.g)
+        from fastgd.lbfgs import _kernels
+
+        return _kernels.copy_and_measure(g, self.g, self.backend)
+
+    def step_to(self, x0, stp: float, out) -> None:
+        """``out = x0 + stp d`` (a trial point along the last direction), one pass."""
+        if self.cuda:
+            from fastgd.lbfgs import _cuda
+
+            _cuda.step_to(x0, self.d, stp, out, self._scratch)
+        else:
+            from fastgd.lbfgs import _kernels
+
+            _kernels.step_to(x0, self.d, stp, out, self.backend)
+
+    def slope(self, g) -> float:
+        """``g . d`` in float64 (the line search's slope at a trial point), one pass."""
+        g = g.reshape(g.size)
+        if self.cuda:
+            from fastgd.lbfgs import _cuda
+
+            return _cuda.dot_and_maxabs(g, self.d, self._scratch)[0]
+        from fastgd.lbfgs import _kernels
+
+        return _kernels.dot(g, self.d, self.backend)
+
     @property
     def nbytes(self) -> int:
-        return self.S.nbytes + self.Y.nbytes + self.d.nbytes
+        return self.S.nbytes + self.Y.nbytes + self.d.nbytes + self.g.nbytes

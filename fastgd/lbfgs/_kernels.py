@@ -41,7 +41,16 @@ import numpy as np
 
 from fastgd import _checks, backends, kernel_cache
 
-__all__ = ["dot", "dot_and_maxabs", "max_abs", "negate", "step_to", "two_loop", "update_pair"]
+__all__ = [
+    "copy_and_measure",
+    "dot",
+    "dot_and_maxabs",
+    "max_abs",
+    "negate",
+    "step_to",
+    "two_loop",
+    "update_pair",
+]
 
 #: Most chunks, fewest elements per chunk of every reduction's partition;
 #: fixed, so the summation order (and its rounding) is the same serial or
@@ -73,6 +82,36 @@ def _bounds(n, size, c):
     return c * size, min((c + 1) * size, n)
 
 
+# -- the element arithmetic, written once: compiled here and by fastgd.lbfgs._cuda ----------
+
+
+def axpy_scale(d, x, cx, sc):
+    """A two-loop pass's element: ``(d + cx x) sc``."""
+    return (d + cx * x) * sc
+
+
+def scale(x, sc):
+    """A two-loop pass's element without ``d``: ``x sc``."""
+    return x * sc
+
+
+def step(x0, t, d):
+    """A trial point's element: ``x0 + t d``."""
+    return x0 + t * d
+
+
+def difference(a, b):
+    """``y``'s element: ``a - b``."""
+    return a - b
+
+
+#: The element functions above as inlined Numba functions for the CPU loops.
+_e_axpy_scale, _e_scale, _e_step, _e_difference = (
+    numba.njit(inline="always", error_model="numpy")(f)
+    for f in (axpy_scale, scale, step, difference)
+)
+
+
 # -- the two-loop pass: d = (d + cx x) * sc (or x * sc), returning w . d ---------------
 
 
@@ -85,10 +124,10 @@ def _axpy_chunk(d, x, w, cx, sc, lo, hi):
         d0, d1, d2, d3 = d[i], d[i + 1], d[i + 2], d[i + 3]
         x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
         w0, w1, w2, w3 = w[i], w[i + 1], w[i + 2], w[i + 3]
-        t0 = (d0 + cx * x0) * sc
-        t1 = (d1 + cx * x1) * sc
-        t2 = (d2 + cx * x2) * sc
-        t3 = (d3 + cx * x3) * sc
+        t0 = _e_axpy_scale(d0, x0, cx, sc)
+        t1 = _e_axpy_scale(d1, x1, cx, sc)
+        t2 = _e_axpy_scale(d2, x2, cx, sc)
+        t3 = _e_axpy_scale(d3, x3, cx, sc)
         d[i], d[i + 1], d[i + 2], d[i + 3] = t0, t1, t2, t3
         a0 += np.float64(w0) * np.float64(t0)
         a1 += np.float64(w1) * np.float64(t1)
@@ -96,7 +135,7 @@ def _axpy_chunk(d, x, w, cx, sc, lo, hi):
         a3 += np.float64(w3) * np.float64(t3)
         i += 4
     while i < hi:
-        t = (d[i] + cx * x[i]) * sc
+        t = _e_axpy_scale(d[i], x[i], cx, sc)
         d[i] = t
         a0 += np.float64(w[i]) * np.float64(t)
         i += 1
@@ -108,7 +147,8 @@ def _scale_chunk(d, x, w, sc, lo, hi):
     a0 = a1 = a2 = a3 = 0.0
     i = max(lo, 0)
     while i + 4 <= hi:
-        t0, t1, t2, t3 = x[i] * sc, x[i + 1] * sc, x[i + 2] * sc, x[i + 3] * sc
+        t0, t1 = _e_scale(x[i], sc), _e_scale(x[i + 1], sc)
+        t2, t3 = _e_scale(x[i + 2], sc), _e_scale(x[i + 3], sc)
         w0, w1, w2, w3 = w[i], w[i + 1], w[i + 2], w[i + 3]
         d[i], d[i + 1], d[i + 2], d[i + 3] = t0, t1, t2, t3
         a0 += np.float64(w0) * np.float64(t0)
@@ -117,7 +157,7 @@ def _scale_chunk(d, x, w, sc, lo, hi):
         a3 += np.float64(w3) * np.float64(t3)
         i += 4
     while i < hi:
-        t = x[i] * sc
+        t = _e_scale(x[i], sc)
         d[i] = t
         a0 += np.float64(w[i]) * np.float64(t)
         i += 1
@@ -162,31 +202,67 @@ def _pass(d, x, w, cx, sc, axpy, part, parallel):
     return total
 
 
+#: Where :func:`two_loop_pass` takes a pass's vectors from: ``g``, a row of
+#: ``S`` or a row of ``Y``.
+G, S_ROW, Y_ROW = 0, 1, 2
+
+
+@_njit()
+def two_loop_pass(p, dot, rho, order, count, gamma, alpha):
+    """Pass ``p`` of the fused two-loop recursion (see :func:`two_loop`), given
+    ``dot``, the float64 result of pass ``p - 1`` (unused for ``p = 0``):
+    ``(x_from, x_row, w_from, w_row, cx, sc, axpy)`` for the pass
+    ``d = (d + cx x) sc`` (``axpy``) or ``d = x sc``, returning ``w . d``;
+    ``x_from``/``w_from`` is :data:`G`, :data:`S_ROW` or :data:`Y_ROW`. Sets
+    ``alpha`` of the first loop on the way. The recursion, written once for
+    every backend: the CPU loop (:func:`_two_loop`) and the CUDA one
+    (:mod:`fastgd.lbfgs._cuda`) only run the passes it names, ``p = 0 .. 2
+    count``.
+
+    Nocedal & Wright, Algorithm 7.4, newest pair first: loop 1 ``alpha_i =
+    rho_i s_i.q; q -= alpha_i y_i``, then ``r = gamma q``, loop 2 ``beta_i =
+    rho_i y_i.r; r += (alpha_i - beta_i) s_i``, oldest first; ``d = -r``.
+    """
+    if count == 0:  # d = -gamma g, then g.d
+        return G, 0, G, 0, 0.0, -gamma, False
+    if p == 0:  # q = g, then s_0.q
+        return G, 0, S_ROW, order[0], 0.0, 1.0, False
+    if p <= count:  # loop 1, pair j = p - 1 (newest first)
+        j = p - 1
+        r = order[j]
+        alpha[r] = rho[r] * dot
+        if j + 1 < count:  # q -= alpha_j y_j, then s_{j+1}.q
+            return Y_ROW, r, S_ROW, order[j + 1], -alpha[r], 1.0, True
+        # the oldest: r = gamma (q - alpha y), then y.r (loop 2's first dot)
+        return Y_ROW, r, Y_ROW, r, -alpha[r], gamma, True
+    j = 2 * count - p  # loop 2, pair j (oldest first)
+    r = order[j]
+    c = alpha[r] - rho[r] * dot
+    if j > 0:  # r += c s_j, then y_{j-1}.r
+        return S_ROW, r, Y_ROW, order[j - 1], c, 1.0, True
+    return S_ROW, r, G, 0, c, -1.0, True  # the newest: d = -(r + c s), then g.d
+
+
+@_njit()
+def _pick(which, row, g, S, Y):
+    if which == S_ROW:
+        return S[row]
+    if which == Y_ROW:
+        return Y[row]
+    return g
+
+
 @_njit()
 def _two_loop(g, S, Y, rho, order, count, gamma, d, alpha, part, parallel):
     m = S.shape[0]
     for j in range(count):
         if order[j] < 0 or order[j] >= m:
             raise IndexError("order holds a row outside [0, m)")
-    if count == 0:
-        return _pass(d, g, g, 0.0, -gamma, False, part, parallel)
-    # loop 1, newest to oldest: q = g; alpha_i = rho_i s_i.q; q -= alpha_i y_i
-    dot = _pass(d, g, S[order[0]], 0.0, 1.0, False, part, parallel)  # q = g; s_0.q
-    for j in range(count):
-        r = order[j]
-        alpha[r] = rho[r] * dot
-        if j + 1 < count:  # q -= alpha_j y_j, then s_{j+1}.q
-            dot = _pass(d, Y[r], S[order[j + 1]], -alpha[r], 1.0, True, part, parallel)
-        else:  # the oldest: r = gamma (q - alpha y), then y.r (loop 2's first dot)
-            dot = _pass(d, Y[r], Y[r], -alpha[r], gamma, True, part, parallel)
-    # loop 2, oldest to newest: beta_i = rho_i y_i.r; r += (alpha_i - beta_i) s_i
-    for j in range(count - 1, -1, -1):
-        r = order[j]
-        c = alpha[r] - rho[r] * dot
-        if j > 0:  # r += c s_j, then y_{j-1}.r
-            dot = _pass(d, S[r], Y[order[j - 1]], c, 1.0, True, part, parallel)
-        else:  # the newest: d = -(r + c s), then g.d for the line search
-            dot = _pass(d, S[r], g, c, -1.0, True, part, parallel)
+    dot = 0.0
+    for p in range(2 * count + 1):
+        xf, xr, wf, wr, cx, sc, axpy = two_loop_pass(p, dot, rho, order, count, gamma, alpha)
+        x, w = _pick(xf, xr, g, S, Y), _pick(wf, wr, g, S, Y)
+        dot = _pass(d, x, w, cx, sc, axpy, part, parallel)
     return dot
 
 
@@ -199,7 +275,8 @@ def _pair_chunk(stp, d, gn, go, s, y, lo, hi):
     a0 = a1 = b0 = b1 = 0.0
     i = max(lo, 0)
     while i + 2 <= hi:
-        s0, s1, y0, y1 = t * d[i], t * d[i + 1], gn[i] - go[i], gn[i + 1] - go[i + 1]
+        s0, s1 = _e_scale(d[i], t), _e_scale(d[i + 1], t)
+        y0, y1 = _e_difference(gn[i], go[i]), _e_difference(gn[i + 1], go[i + 1])
         s[i], s[i + 1], y[i], y[i + 1] = s0, s1, y0, y1
         a0 += np.float64(s0) * np.float64(y0)
         a1 += np.float64(s1) * np.float64(y1)
@@ -207,7 +284,7 @@ def _pair_chunk(stp, d, gn, go, s, y, lo, hi):
         b1 += np.float64(y1) * np.float64(y1)
         i += 2
     if i < hi:
-        s0, y0 = t * d[i], gn[i] - go[i]
+        s0, y0 = _e_scale(d[i], t), _e_difference(gn[i], go[i])
         s[i], y[i] = s0, y0
         a0 += np.float64(s0) * np.float64(y0)
         b0 += np.float64(y0) * np.float64(y0)
@@ -248,25 +325,29 @@ def _pair_parallel(stp, d, gn, go, s, y, part):
 def _step_serial(x0, d, stp, out):
     t = d.dtype.type(stp)
     for i in range(d.shape[0]):
-        out[i] = x0[i] + t * d[i]
+        out[i] = _e_step(x0[i], t, d[i])
 
 
 @_njit(parallel=True)
 def _step_parallel(x0, d, stp, out):
     t = d.dtype.type(stp)
     for i in numba.prange(d.shape[0]):
-        out[i] = x0[i] + t * d[i]
+        out[i] = _e_step(x0[i], t, d[i])
 
 
 @_njit()
-def _dm_chunk(g, d, lo, hi):
-    """``(sum g d, max |g|)`` of ``[lo, hi)``; the max is NaN if any ``g`` is NaN."""
+def _dm_chunk(g, d, out, copy, lo, hi):
+    """``(sum g d, max |g|)`` of ``[lo, hi)``, copying ``g`` into ``out`` when
+    ``copy``; the max is NaN if any ``g`` is NaN."""
     a0 = a1 = m0 = m1 = 0.0
     nan = False
     i = max(lo, 0)
     while i + 2 <= hi:
-        u = np.float64(g[i])
-        v = np.float64(g[i + 1])
+        gi, gj = g[i], g[i + 1]
+        if copy:
+            out[i], out[i + 1] = gi, gj
+        u = np.float64(gi)
+        v = np.float64(gj)
         a0 += u * np.float64(d[i])
         a1 += v * np.float64(d[i + 1])
         nan = nan | (u != u) | (v != v)
@@ -274,7 +355,10 @@ def _dm_chunk(g, d, lo, hi):
         m1 = max(m1, abs(v))
         i += 2
     if i < hi:
-        u = np.float64(g[i])
+        gi = g[i]
+        if copy:
+            out[i] = gi
+        u = np.float64(gi)
         a0 += u * np.float64(d[i])
         nan = nan | (u != u)
         m0 = max(m0, abs(u))
@@ -290,24 +374,24 @@ def _dm_add(s, m, p, q):
 
 
 @_njit()
-def _dm_serial(g, d, part):
+def _dm_serial(g, d, out, copy, part):
     n = g.shape[0]
     s = m = 0.0
     chunks, size = _chunking(n)
     for c in range(chunks):
         lo, hi = _bounds(n, size, c)
-        p, q = _dm_chunk(g, d, lo, hi)
+        p, q = _dm_chunk(g, d, out, copy, lo, hi)
         s, m = _dm_add(s, m, p, q)
     return s, m
 
 
 @_njit(parallel=True)
-def _dm_parallel(g, d, part):
+def _dm_parallel(g, d, out, copy, part):
     n = g.shape[0]
     chunks, size = _chunking(n)
     for c in numba.prange(chunks):
         lo, hi = _bounds(n, size, c)
-        part[0, c], part[1, c] = _dm_chunk(g, d, lo, hi)
+        part[0, c], part[1, c] = _dm_chunk(g, d, out, copy, lo, hi)
     s = m = 0.0
     for c in range(chunks):
         s, m = _dm_add(s, m, part[0, c], part[1, c])
@@ -465,7 +549,7 @@ def dot_and_maxabs(g, d, backend="auto") -> tuple[float, float]:
     g = _vec(g, "g")
     d = _vec(d, "d", g.shape, g.dtype)
     kernel = _dm_parallel if _parallel(2 * g.nbytes, backend) else _dm_serial
-    s, m = kernel(g, d, _part())
+    s, m = kernel(g, d, g, False, _part())
     return float(s), float(m)
 
 
@@ -478,4 +562,16 @@ def max_abs(g, backend="auto") -> float:
     """``max_i |g_i|`` in float64 (NaN if any ``g_i`` is NaN), one pass over ``g``."""
     g = _vec(g, "g")
     kernel = _dm_parallel if _parallel(g.nbytes, backend) else _dm_serial
-    return float(kernel(g, g, _part())[1])
+    return float(kernel(g, g, g, False, _part())[1])
+
+
+def copy_and_measure(g, out, backend="auto") -> tuple[float, float]:
+    """``out = g`` and ``(g . g, max_i |g_i|)`` in float64, one pass (reads 1
+    vector, writes 1): the driver's copy of the gradient at ``x`` and its
+    measures together. The max is NaN if any ``g_i`` is NaN."""
+    g = _vec(g, "g")
+    out = _vec(out, "out", g.shape, g.dtype, write=True)
+    _apart(out, "out", ("g", g))
+    kernel = _dm_parallel if _parallel(2 * g.nbytes, backend) else _dm_serial
+    s, m = kernel(g, g, out, True, _part())
+    return float(s), float(m)

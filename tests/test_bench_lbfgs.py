@@ -101,3 +101,20 @@ def test_cli_lbfgs(capsys, tmp_path, monkeypatch):
     assert all(r["timed_iterations"] == 3 and r["nit"] == 10 + 2 + 3 for r in rows)
     assert cli.main(["bench", "--lbfgs", "--rules", "adam"]) == 2
     assert "drop --rules" in capsys.readouterr().err
+
+
+def test_rows_of_one_size_share_one_ceiling_measurement(monkeypatch):
+    calls, seen = [], []
+    monkeypatch.setattr(lbfgs_step, "ceiling_bandwidth", lambda n: calls.append(n) or 5e10 + n)
+    monkeypatch.setattr(
+        lbfgs_step,
+        "measure_lbfgs",
+        lambda p, n, repeat, progress, bandwidth: seen.append((p, n, bandwidth)) or {},
+    )
+    sizes = (2000, 3000, 2 * lbfgs_step.CEILING_N)
+    rows = lbfgs_step.run_lbfgs_bench(("quadratic", "rosenbrock"), sizes, repeat=1)
+    assert len(rows) == 6
+    # 2000 and 3000 share the ceiling of CEILING_N elements; 2 CEILING_N has its own
+    assert calls == [2000, 2 * lbfgs_step.CEILING_N]
+    assert [b for _, n, b in seen if n < lbfgs_step.CEILING_N] == [5e10 + 2000] * 4
+    assert [b for _, n, b in seen if n > lbfgs_step.CEILING_N] == [5e10 + sizes[2]] * 2

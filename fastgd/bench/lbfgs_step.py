@@ -131,6 +131,7 @@ def measure_lbfgs(
     m: int = LBFGS_M,
     repeat: int = 3,
     progress=None,
+    bandwidth: float | None = None,
 ) -> dict:
     """Steady-state overhead per iteration of fastgd's L-BFGS and SciPy's L-BFGS-B.
 
@@ -178,7 +179,6 @@ def measure_lbfgs(
     import scipy.optimize
 
     import fastgd
-    from fastgd import bench
 
     say = progress or (lambda text: None)
     iterations = LBFGS_ITERATIONS if iterations is None else iterations
@@ -235,13 +235,9 @@ def measure_lbfgs(
                 )
             samples[name].append(timed.outside(first.calls) / iterations)
             counts[name] = (res.nit, res.nfev, (timed.calls - first.calls) / iterations)
-    say("memory ceiling")
-    # a full-ring iteration streams 2m + 5 vectors (more with its trial points),
-    # far beyond the caches: the ceiling is measured on arrays as large as
-    # DRAM-bound (>= 1e7 elements)
-    size = max(n, CEILING_N)
-    ceiling = bench.ceiling_time(0, size, "float64", "parallel", repeat=5)
-    bandwidth = 3 * 8 * size / ceiling  # the ceiling loop reads 2 arrays and writes 1
+    if bandwidth is None:
+        say("memory ceiling")
+        bandwidth = ceiling_bandwidth(n)
     nit, nfev, evals = counts["fastgd"]
     scipy_nit, scipy_nfev, scipy_evals = counts["scipy"]
     nbytes = lbfgs_bytes(n, 8, m, evals)
@@ -270,9 +266,34 @@ def measure_lbfgs(
     }
 
 
+def ceiling_bandwidth(n: int, repeat: int = 9) -> float:
+    """Bytes/s of fastgd's parallel float64 ceiling loop (reads 2 arrays, writes
+    1) on ``max(n, CEILING_N)`` elements: a full-ring iteration streams ``2m +
+    5`` vectors and more, far beyond the caches, so the ceiling is measured on
+    arrays as large as DRAM-bound."""
+    from fastgd import bench
+
+    size = max(n, CEILING_N)
+    return 3 * 8 * size / bench.ceiling_time(0, size, "float64", "parallel", repeat=repeat)
+
+
 def run_lbfgs_bench(problems=LBFGS_PROBLEMS, sizes=LBFGS_SIZES, repeat=3, progress=None):
-    """:func:`measure_lbfgs` for every problem and size."""
-    return [measure_lbfgs(p, n, repeat=repeat, progress=progress) for n in sizes for p in problems]
+    """:func:`measure_lbfgs` for every problem and size; the ceiling is measured
+    once per array size (the median of 9 passes) and shared by its rows, so
+    that the rows' bounds differ by their bytes only."""
+    say = progress or (lambda text: None)
+    bandwidths: dict[int, float] = {}
+    rows = []
+    for n in sizes:
+        size = max(n, CEILING_N)
+        if size not in bandwidths:
+            say("memory ceiling")
+            bandwidths[size] = ceiling_bandwidth(n)
+        for p in problems:
+            rows.append(
+                measure_lbfgs(p, n, repeat=repeat, progress=progress, bandwidth=bandwidths[size])
+            )
+    return rows
 
 
 LBFGS_COLUMNS = (

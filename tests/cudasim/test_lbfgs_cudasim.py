@@ -11,6 +11,7 @@ that 37 elements span 10 blocks with a ragged last one; the driver runs use
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -26,6 +27,17 @@ from fastgd.lbfgs import _kernels as K
 
 N = 37
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def short_switch_interval():
+    """The simulator runs each CUDA thread as a Python thread and polls them at
+    ``cuda.syncthreads()``: a short GIL switch interval makes these
+    reduction-heavy kernels ~3x faster (it would slow compute-heavy ones)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(old)
 
 
 @pytest.mark.parametrize("m, count, head", [(3, 0, 0), (3, 2, 0), (4, 4, 1)])

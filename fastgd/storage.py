@@ -1,0 +1,419 @@
+"""Low-precision storage: element conversions between float32 and 16-bit floats.
+
+Parameters, gradients and optimizer state may be *stored* as bfloat16 (the
+``ml_dtypes.bfloat16`` NumPy dtype) or IEEE float16, while the fused loops do
+their arithmetic in float32: **load converts up, store rounds down**. Numba
+has no bfloat16 type, so a loop reads and writes such storage as ``uint16``
+arrays (``a.view(np.uint16)``) and converts each element with the functions
+of this module, using integer bit operations only:
+
+* ``bf16_bits_to_f32`` / ``f16_bits_to_f32``: exact widening to float32.
+* ``f32_to_bf16_bits`` / ``f32_to_f16_bits``: round to nearest, ties to even
+  (RNE), as IEEE 754, NumPy and ``ml_dtypes`` do: subnormals are rounded
+  correctly, overflow gives an infinity, a NaN stays a quiet NaN of the same
+  sign (it never rounds to an infinity).
+* ``f32_to_bf16_bits_sr`` / ``f32_to_f16_bits_sr``: stochastic rounding, up
+  with probability equal to the fraction of the gap between the two
+  neighbouring 16-bit values, so the stored value is unbiased. The random
+  bits come from :func:`random_bits`, a counter-based hash of ``(seed, step,
+  index)``, not from a global generator: the same inputs give the same bits
+  on the serial, ``prange`` and CUDA loops.
+
+Each function is plain Python: the same source compiles with
+``numba.njit(inline="always", error_model="numpy")`` for the CPU
+(:func:`cpu_function`) and ``numba.cuda.jit(device=True)`` for CUDA
+(:func:`cuda_function`), and runs as is under the CUDA simulator. The only
+non-Python pieces are the float32 <-> uint32 reinterpretations, which compile
+to one LLVM ``bitcast`` (a register move, no memory, no call) through an
+``@intrinsic`` registered for each target: the CPU one when this module is
+imported, the CUDA one on the first :func:`cuda_function` or
+:func:`register_cuda` call, so importing this module never loads
+``numba.cuda``. Float16 goes through integer operations too: numba's CPU
+target cannot even load a float16 array element (``NotImplementedError`` in
+numba 0.68), and one route gives the same bits on every target.
+
+Integer types are chosen so that nothing is ever promoted to float64: the
+conversions work on ``int64`` values holding 32-bit patterns (no overflow,
+so numba's ``nsw`` flags are safe), the hash on ``uint64`` values holding
+32-bit words, multiplied by ``uint64`` constants.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import errors, types
+from numba.core import extending as _cpu_extending
+
+__all__ = ["ELEMENT_FUNCTIONS", "cpu_function", "cuda_function", "register_cuda"]
+__all__ += ["bf16_bits_to_f32", "f32_to_bf16_bits", "f32_to_bf16_bits_sr", "random_bits"]
+__all__ += ["f16_bits_to_f32", "f32_to_f16_bits", "f32_to_f16_bits_sr"]
+
+# -- float32 <-> bits: plain Python here, one LLVM bitcast when compiled ----------
+
+
+def _f32_bits(x):
+    """The IEEE bits of float32 ``x`` as a non-negative integer < 2**32 (int64)."""
+    return int(np.float32(x).view(np.uint32))
+
+
+def _f32_from_bits(b):
+    """The float32 whose IEEE bits are the low 32 bits of integer ``b``."""
+    return np.uint32(int(b) & 0xFFFFFFFF).view(np.float32)
+
+
+def _bits_typer(typingctx, x):
+    """``int64(float32)``: zero-extended ``bitcast`` (the caller checked ``x``)."""
+
+    def codegen(context, builder, sig, args):
+        return builder.zext(builder.bitcast(args[0], ir.IntType(32)), ir.IntType(64))
+
+    return types.int64(types.float32), codegen
+
+
+def _from_bits_typer(typingctx, b):
+    """``float32(integer)``: the low 32 bits, ``bitcast`` (the caller checked ``b``)."""
+
+    def codegen(context, builder, sig, args):
+        (value,) = args
+        if b.bitwidth > 32:
+            value = builder.trunc(value, ir.IntType(32))
+        elif b.bitwidth < 32:
+            value = builder.zext(value, ir.IntType(32))
+        return builder.bitcast(value, ir.FloatType())
+
+    return types.float32(b), codegen
+
+
+def _register(extending) -> None:
+    """Register this module's functions with one target's ``extending`` module:
+    the two bitcasts as intrinsics, the rest callable from jit code as they are."""
+    to_bits = extending.intrinsic(_bits_typer)
+    from_bits = extending.intrinsic(_from_bits_typer)
+
+    @extending.overload(_f32_bits, inline="always")
+    def _f32_bits_impl(x):
+        if x != types.float32:
+            raise errors.TypingError(
+                f"fastgd.storage: the float32 conversions take a float32 value, got {x}; "
+                "cast it with numba.float32(...) first (float64 is never used here)"
+            )
+        return lambda x: to_bits(x)
+
+    @extending.overload(_f32_from_bits, inline="always")
+    def _f32_from_bits_impl(b):
+        if not isinstance(b, types.Integer):
+            raise errors.TypingError(f"fastgd.storage: bits must be an integer, got {b}")
+        return lambda b: from_bits(b)
+
+    for f in (_mix32, *ELEMENT_FUNCTIONS.values()):
+        extending.register_jitable(inline="always")(f)
+
+
+# -- the counter-based hash ------------------------------------------------------
+
+_M32 = np.uint64(0xFFFFFFFF)
+_FMIX1 = np.uint64(0x85EBCA6B)
+_FMIX2 = np.uint64(0xC2B2AE35)
+_GOLDEN = np.uint64(0x9E3779B9)
+
+
+def _mix32(h):
+    """MurmurHash3's ``fmix32`` finalizer, a bijection of 32-bit words.
+
+    ``h ^= h >> 16; h *= 0x85EBCA6B; h ^= h >> 13; h *= 0xC2B2AE35; h ^= h >> 16``
+    (products modulo 2**32), on a uint64 holding the word.
+    """
+    h = h ^ (h >> np.uint64(16))
+    h = (h * _FMIX1) & _M32
+    h = h ^ (h >> np.uint64(13))
+    h = (h * _FMIX2) & _M32
+    return h ^ (h >> np.uint64(16))
+
+
+def random_bits(seed, step, index):
+    """32 random bits for element ``index`` of step ``step`` under ``seed``.
+
+    The counter ``(seed, step, index)`` is split into six 32-bit words ``w``,
+    low word first, and absorbed as ``h = fmix32(h ^ w)`` from
+    ``h = 0x9E3779B9`` (MurmurHash3's finalizer, see :func:`_mix32`). The
+    seed and step words do not depend on ``index``, so a compiled loop can
+    compute them once (LLVM hoists them out of the CPU loop); each element costs
+    two ``fmix32`` rounds (four 32-bit multiplies). For a fixed seed and step,
+    the map from ``index < 2**32`` to the result is a bijection.
+
+    Parameters
+    ----------
+    seed, step, index : int
+        Integers in ``[0, 2**64)`` (compiled code wraps other values modulo 2**64).
+
+    Returns
+    -------
+    uint64
+        A value in ``[0, 2**32)``.
+    """
+    s, t, i = np.uint64(seed), np.uint64(step), np.uint64(index)
+    h = _mix32(_GOLDEN ^ (s & _M32))
+    h = _mix32(h ^ (s >> np.uint64(32)))
+    h = _mix32(h ^ (t & _M32))
+    h = _mix32(h ^ (t >> np.uint64(32)))
+    h = _mix32(h ^ (i & _M32))
+    return _mix32(h ^ (i >> np.uint64(32)))
+
+
+# -- bfloat16 ---------------------------------------------------------------------
+
+
+def bf16_bits_to_f32(u):
+    """Widen bfloat16 bits ``u`` (any integer type) to float32, exactly: ``u << 16``.
+
+    bfloat16 is the top half of a float32 (1 sign, 8 exponent, 7 fraction
+    bits), so every value, NaN payloads included, is kept.
+
+    Returns
+    -------
+    float32
+    """
+    return _f32_from_bits(np.int64(u) << 16)
+
+
+def f32_to_bf16_bits(x):
+    """Round float32 ``x`` to bfloat16 bits, to nearest with ties to even.
+
+    With ``u`` the float32 bits: ``(u + 0x7FFF + ((u >> 16) & 1)) >> 16`` (a
+    carry out of the fraction bumps the exponent, so the largest values round
+    to the infinity exactly as IEEE RNE does, and the subnormals, which share
+    float32's exponent range, need nothing special). A NaN
+    (``u & 0x7FFFFFFF > 0x7F800000``) becomes ``(u >> 16) | 0x0040``: the quiet
+    bit is set, so a payload only in the low half cannot turn it into an
+    infinity; sign and top payload bits are kept.
+
+    Returns
+    -------
+    uint16
+    """
+    u = _f32_bits(x)
+    if (u & 0x7FFFFFFF) > 0x7F800000:
+        return np.uint16((u >> 16) | 0x0040)
+    return np.uint16((u + 0x7FFF + ((u >> 16) & 1)) >> 16)
+
+
+def f32_to_bf16_bits_sr(x, seed, step, index):
+    """Round float32 ``x`` to bfloat16 bits stochastically (unbiased).
+
+    ``(u + (r >> 16)) >> 16`` with ``r = random_bits(seed, step, index)``:
+    the discarded low 16 bits ``f`` carry into the kept half with probability
+    ``f / 2**16``, the fraction of the gap, so ``E[result] = x``. Exactly
+    representable values (``f = 0``) and infinities are unchanged; NaN is
+    handled as in :func:`f32_to_bf16_bits`. A finite ``x`` above the largest
+    bfloat16 (``0x7F7F``) rounds to the infinity with probability ``f / 2**16``,
+    the infinity taking the place of the next value, as in IEEE arithmetic.
+
+    Parameters
+    ----------
+    x : float32
+    seed, step, index : int
+        The counter of :func:`random_bits`.
+
+    Returns
+    -------
+    uint16
+    """
+    u = _f32_bits(x)
+    if (u & 0x7FFFFFFF) > 0x7F800000:
+        return np.uint16((u >> 16) | 0x0040)
+    r = np.int64(random_bits(seed, step, index))
+    return np.uint16((u + (r >> 16)) >> 16)
+
+
+# -- float16 ----------------------------------------------------------------------
+
+
+def f16_bits_to_f32(u):
+    """Widen IEEE binary16 bits ``u`` (any integer type) to float32, exactly.
+
+    With ``e = (u >> 10) & 0x1F`` and ``m = u & 0x3FF``: normal numbers get
+    ``((e + 112) << 23) | (m << 13)`` (the exponent rebiased from 15 to 127);
+    ``e = 31`` gives ``0x7F800000 | (m << 13)`` (infinity, or NaN with its
+    payload); zero and subnormals (``e = 0``, value ``m * 2**-24``) are
+    ``(0.5 + m * 2**-24) - 0.5`` in float32, built from the bits
+    ``0x3F000000 | m`` and exact. The sign bit moves from bit 15 to bit 31.
+
+    Returns
+    -------
+    float32
+    """
+    h = np.int64(u)
+    sign = (h & 0x8000) << 16
+    e = (h >> 10) & 0x1F
+    m = h & 0x3FF
+    if e == 0x1F:
+        bits = 0x7F800000 | (m << 13)
+    elif e != 0:
+        bits = ((e + 112) << 23) | (m << 13)
+    else:
+        bits = _f32_bits(_f32_from_bits(0x3F000000 | m) - _f32_from_bits(0x3F000000))
+    return _f32_from_bits(sign | bits)
+
+
+def f32_to_f16_bits(x):
+    """Round float32 ``x`` to IEEE binary16 bits, to nearest with ties to even.
+
+    With ``a = u & 0x7FFFFFFF`` the magnitude bits of ``x`` and ``s`` its sign
+    moved to bit 15:
+
+    * NaN (``a > 0x7F800000``): ``s | 0x7E00 | ((a >> 13) & 0x3FF)``, a quiet
+      NaN keeping the top payload bits;
+    * ``a >= 0x477FF000`` (``|x| >= 65520``, halfway between the largest
+      float16, 65504, and 2**16): infinity ``s | 0x7C00``;
+    * normal (``|x| >= 2**-14``): ``b = a - (112 << 23)`` rebiases the
+      exponent, then ``(b + 0xFFF + ((b >> 13) & 1)) >> 13``;
+    * subnormal or zero: the 24-bit significand ``m`` (implicit bit set) is
+      shifted right by ``k = 126 - e`` bits (``e = a >> 23``; ``k`` capped at
+      25, where everything rounds to zero) with the same RNE rule,
+      ``(m + 2**(k-1) - 1 + ((m >> k) & 1)) >> k``; a result of ``0x400`` is
+      the smallest normal, as it should be.
+
+    Returns
+    -------
+    uint16
+    """
+    u = _f32_bits(x)
+    s = (u >> 16) & 0x8000
+    a = u & 0x7FFFFFFF
+    if a > 0x7F800000:
+        h = 0x7E00 | ((a >> 13) & 0x3FF)
+    elif a >= 0x477FF000:
+        h = 0x7C00
+    elif a >= 0x38800000:
+        b = a - 0x38000000
+        h = (b + 0xFFF + ((b >> 13) & 1)) >> 13
+    else:
+        k = min(126 - (a >> 23), 25)
+        m = (a & 0x7FFFFF) | 0x800000
+        h = (m + (1 << (k - 1)) - 1 + ((m >> k) & 1)) >> k
+    return np.uint16(s | h)
+
+
+def f32_to_f16_bits_sr(x, seed, step, index):
+    """Round float32 ``x`` to IEEE binary16 bits stochastically (unbiased).
+
+    As :func:`f32_to_f16_bits`, with the RNE increment replaced by random bits
+    of ``r = random_bits(seed, step, index)``, so the ``k`` discarded bits
+    carry with probability equal to their fraction of ``2**k``:
+
+    * normal: ``(b + (r >> 19)) >> 13``; a carry past the largest float16
+      (``|x| > 65504``) gives the infinity, with probability the fraction of
+      the gap to 2**16; ``|x| >= 2**16`` gives the infinity;
+    * subnormal (``k = 126 - e`` from 14 to 62): ``(m + ((r << 30) >> (62 - k))) >> k``.
+      For ``k <= 32`` the added number is uniform on ``[0, 2**k)`` and the
+      rounding exactly unbiased; for ``k > 32`` (``|x| < 2**-33``) only 32
+      random bits are available and the probability is off by less than
+      2**-32. ``|x| < 2**-63`` (float32 subnormals included) rounds to zero.
+
+    NaN and infinity are handled as in :func:`f32_to_f16_bits`; exactly
+    representable values are unchanged.
+
+    Parameters
+    ----------
+    x : float32
+    seed, step, index : int
+        The counter of :func:`random_bits`.
+
+    Returns
+    -------
+    uint16
+    """
+    u = _f32_bits(x)
+    s = (u >> 16) & 0x8000
+    a = u & 0x7FFFFFFF
+    r = np.int64(random_bits(seed, step, index))
+    if a > 0x7F800000:
+        h = 0x7E00 | ((a >> 13) & 0x3FF)
+    elif a >= 0x47800000:
+        h = 0x7C00
+    elif a >= 0x38800000:
+        h = (a - 0x38000000 + (r >> 19)) >> 13
+    elif a >= 0x20000000:
+        k = 126 - (a >> 23)
+        m = (a & 0x7FFFFF) | 0x800000
+        h = (m + ((r << 30) >> (62 - k))) >> k
+    else:
+        h = 0
+    return np.uint16(s | h)
+
+
+# -- compiled versions -------------------------------------------------------------
+
+#: The element functions, by name: what :func:`cpu_function` and
+#: :func:`cuda_function` compile.
+ELEMENT_FUNCTIONS: dict[str, Callable] = {
+    f.__name__: f
+    for f in (
+        bf16_bits_to_f32,
+        f32_to_bf16_bits,
+        f32_to_bf16_bits_sr,
+        f16_bits_to_f32,
+        f32_to_f16_bits,
+        f32_to_f16_bits_sr,
+        random_bits,
+    )
+}
+_register(_cpu_extending)
+
+_lock = threading.Lock()
+_cuda_registered = False
+
+
+def _cuda_simulator() -> bool:
+    """Whether ``numba.cuda`` is numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM``)."""
+    from numba import cuda
+
+    return bool(getattr(cuda, "simulator_enabled", False) or cuda.config.ENABLE_CUDASIM)
+
+
+def register_cuda() -> None:
+    """Make this module's functions compilable by ``numba.cuda`` (idempotent).
+
+    Registers them with numba-cuda's own registries (``numba.cuda.extending``,
+    separate from the CPU ones); under the CUDA simulator they run as plain
+    Python and nothing is registered. Imports ``numba.cuda``.
+    """
+    global _cuda_registered
+    with _lock:
+        if _cuda_registered:
+            return
+        if not _cuda_simulator():
+            from numba.cuda import extending
+
+            _register(extending)
+        _cuda_registered = True
+
+
+def _element(name: str) -> Callable:
+    if name not in ELEMENT_FUNCTIONS:
+        known = ", ".join(sorted(ELEMENT_FUNCTIONS))
+        raise ValueError(f"unknown storage function {name!r}; expected one of {known}")
+    return ELEMENT_FUNCTIONS[name]
+
+
+@functools.cache
+def cpu_function(name: str) -> Callable:
+    """``numba.njit(inline="always", error_model="numpy")`` of the element
+    function ``name`` (a key of :data:`ELEMENT_FUNCTIONS`), one per process."""
+    return numba.njit(inline="always", error_model="numpy")(_element(name))
+
+
+@functools.cache
+def cuda_function(name: str) -> Callable:
+    """``numba.cuda.jit(device=True)`` of the element function ``name``, one
+    per process, after :func:`register_cuda`; imports ``numba.cuda``."""
+    register_cuda()
+    from numba import cuda
+
+    return cuda.jit(device=True)(_element(name))

@@ -115,3 +115,25 @@ def test_lbfgs_kernels_compile_to_sm90_ptx(hopper, dtype):
                 assert not F64.search(ptx)
             else:  # float32 products widened for the float64 sums
                 assert "cvt.f64.f32" in ptx
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic", "kahan"])
+@pytest.mark.parametrize("kind", ["bfloat16", "float16"])
+def test_stored_kernels_compile_to_sm90_ptx_without_float64(hopper, kind, rounding):
+    """16-bit storage (fastgd.backends.Storage): uint16 loads and stores, the
+    arithmetic float32, the stochastic rounding's hash integer: no float64."""
+    from numba import types
+
+    rule = RULES["adam"]
+    storage = backends.Storage(kind, kind, kind, rounding)
+    active = ("exp_avg", "exp_avg_sq")
+    module = backends.loops(rule, (False,) * 5, (False,), active, "float32", "cuda", storage)
+    u16 = types.Array(types.uint16, 1, "C")
+    scalars = types.UniTuple(types.float32, len(backends.COMMON_SCALARS) + len(rule.scalars))
+    sig = (u16, u16, u16, u16) + ((u16,) if rounding == "kahan" else ()) + (scalars,)
+    sig += (types.int64, types.int64) if rounding == "stochastic" else ()
+    ptx, _ = cuda.compile_ptx(module.kernel.py_func, sig, cc=(9, 0))
+    assert ".target sm_90" in ptx and "ld.global.u16" in ptx and "st.global.u16" in ptx
+    bad = [line.strip() for line in ptx.splitlines() if F64.search(line)]
+    assert bad == [], f"float64 in the {kind} {rounding} kernel: {bad[:3]}"
+    assert "call" not in ptx.split(".entry", 1)[1]

@@ -491,7 +491,7 @@ def _add_compare(subparsers) -> None:
     p.add_argument(
         "--methods",
         type=_fastgd_methods,
-        help="comma-separated fastgd methods, or none (default: sgd,nesterov,adam)",
+        help="comma-separated fastgd methods, or none (default: sgd,nesterov,adam,lbfgs)",
     )
     p.add_argument(
         "--scipy",

@@ -192,3 +192,15 @@ def test_plot_format_and_path(tmp_path):
     path = tmp_path / "c"  # no extension: PNG at exactly this path
     assert cmp.plot_comparison(rows, path) == path
     assert png(path) and not (tmp_path / "c.png").exists()
+
+
+def test_cli_help_states_the_real_defaults(capsys, monkeypatch):
+    from fastgd import comparison
+
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping inside a list of names
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for names in (comparison.DEFAULT_METHODS, comparison.DEFAULT_SCIPY_METHODS,
+                  comparison.DEFAULT_PROBLEMS):  # fmt: skip
+        assert f"(default: {','.join(names)})" in text

@@ -33,6 +33,11 @@ def _functional(name: str, cls):
     def update(params, grad, *, step: int, host: dict | None = None, backend: str = "auto",
                **kwargs) -> dict:  # fmt: skip
         _checks.integer("step (the number of this update)", step, 1)
+        if "state_dtype" in kwargs:
+            raise TypeError(
+                f"fastgd.functional.{name} takes no state_dtype: it updates the state arrays "
+                "you pass, in the parameters' dtype (use the optimizer class for 16-bit state)"
+            )
         states = {k: kwargs.pop(k) for k in rule.states if k in kwargs}
         states = {k: v for k, v in states.items() if v is not None}
         opt = cls(params, backend=backend, **kwargs)

@@ -41,12 +41,19 @@ _COMMON_DOC = """
         form); ``"proximal"`` soft-thresholds ``p`` by ``lr * l1`` after the
         step, which yields exact zeros.
     backend : {"auto", "serial", "parallel", "cuda"}, default "auto"
-        Where the fused loop runs; see :class:`fastgd.optim.Optimizer`."""
+        Where the fused loop runs; see :class:`fastgd.optim.Optimizer`.
+    state_dtype : {None, "float32", "bfloat16", "float16"}, default None
+        How the state arrays are stored: ``None`` in the parameters' dtype;
+        a 16-bit dtype (``ml_dtypes.bfloat16`` or NumPy's float16) for
+        float32 parameters on the CPU, loaded exactly into float32 and stored
+        rounded to nearest even; see :class:`fastgd.optim.Optimizer`."""
 
 
 def _hp(local_vars: dict) -> dict:
     return {
-        k: v for k, v in local_vars.items() if k not in ("self", "params", "backend", "__class__")
+        k: v
+        for k, v in local_vars.items()
+        if k not in ("self", "params", "backend", "state_dtype", "__class__")
     }
 
 
@@ -93,8 +100,8 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False, l1=0.0, l1_mode="subgradient",
-                 backend="auto"):  # fmt: skip
-        super().__init__(params, backend=backend, **_hp(locals()))
+                 backend="auto", state_dtype=None):  # fmt: skip
+        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
 
     def _check_consistency(self):
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
@@ -132,8 +139,8 @@ class Momentum(Optimizer):
     form = H(c.choice("heavy_ball", "ema"))
 
     def __init__(self, params, lr=1e-2, momentum=0.9, form="heavy_ball", *, maximize=False,
-                 l1=0.0, l1_mode="subgradient", backend="auto"):  # fmt: skip
-        super().__init__(params, backend=backend, **_hp(locals()))
+                 l1=0.0, l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
+        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
 
 
 @_doc
@@ -173,8 +180,9 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, *, eps_inside_sqrt=False,
-                 maximize=False, l1=0.0, l1_mode="subgradient", backend="auto"):  # fmt: skip
-        super().__init__(params, backend=backend, **_hp(locals()))
+                 maximize=False, l1=0.0, l1_mode="subgradient", backend="auto",
+                 state_dtype=None):  # fmt: skip
+        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
 
 
 @_doc
@@ -222,8 +230,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, *, eps_inside_sqrt=False, maximize=False, l1=0.0,
-                 l1_mode="subgradient", backend="auto"):  # fmt: skip
-        super().__init__(params, backend=backend, **_hp(locals()))
+                 l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
+        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
 
 
 @_doc
@@ -257,8 +265,8 @@ class Adadelta(Optimizer):
     weight_decay = H(c.nonnegative)
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False,
-                 l1=0.0, l1_mode="subgradient", backend="auto"):  # fmt: skip
-        super().__init__(params, backend=backend, **_hp(locals()))
+                 l1=0.0, l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
+        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
 
 
 @_doc
@@ -301,8 +309,8 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False, decoupled_weight_decay=False, l1=0.0,
-                 l1_mode="subgradient", backend="auto"):  # fmt: skip
-        super().__init__(params, backend=backend, **_hp(locals()))
+                 l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
+        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
 
 
 @_doc
@@ -328,10 +336,10 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, l1=0.0, l1_mode="subgradient",
-                 backend="auto"):  # fmt: skip
+                 backend="auto", state_dtype=None):  # fmt: skip
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
                          decoupled_weight_decay=True, l1=l1, l1_mode=l1_mode,
-                         backend=backend)  # fmt: skip
+                         backend=backend, state_dtype=state_dtype)  # fmt: skip
 
     def _check_consistency(self):
         if not self.decoupled_weight_decay:
@@ -371,8 +379,9 @@ class Adamax(Optimizer):
     weight_decay = H(c.nonnegative)
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
-                 maximize=False, l1=0.0, l1_mode="subgradient", backend="auto"):  # fmt: skip
-        super().__init__(params, backend=backend, **_hp(locals()))
+                 maximize=False, l1=0.0, l1_mode="subgradient", backend="auto",
+                 state_dtype=None):  # fmt: skip
+        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
 
 
 @_doc
@@ -413,8 +422,8 @@ class NAdam(Optimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  momentum_decay=4e-3, *, decoupled_weight_decay=False, maximize=False,
-                 l1=0.0, l1_mode="subgradient", backend="auto"):  # fmt: skip
-        super().__init__(params, backend=backend, **_hp(locals()))
+                 l1=0.0, l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
+        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
 
 
 @_doc
@@ -454,8 +463,8 @@ class RAdam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
                  decoupled_weight_decay=False, maximize=False, l1=0.0,
-                 l1_mode="subgradient", backend="auto"):  # fmt: skip
-        super().__init__(params, backend=backend, **_hp(locals()))
+                 l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
+        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
 
 
 @_doc
@@ -488,8 +497,9 @@ class Lion(Optimizer):
     weight_decay = H(c.nonnegative)
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-3, *,
-                 maximize=False, l1=0.0, l1_mode="subgradient", backend="auto"):  # fmt: skip
-        super().__init__(params, backend=backend, **_hp(locals()))
+                 maximize=False, l1=0.0, l1_mode="subgradient", backend="auto",
+                 state_dtype=None):  # fmt: skip
+        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
 
 
 #: Optimizer class of every rule, by registry name.

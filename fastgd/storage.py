@@ -90,6 +90,68 @@ def _from_bits_typer(typingctx, b):
     return types.float32(b), codegen
 
 
+def _native_half() -> bool:
+    """Whether compiled code converts float16 with the hardware (LLVM's
+    ``fpext``/``fptrunc`` on ``half``): x86 with F16C (or NUMBA_CPU_NAME set
+    to something else: then the integer route, which needs nothing). Other
+    CPUs and numba's "generic" target take the integer route, which LLVM
+    compiles without library calls. Both give the same bits but NaN payloads."""
+    import numba
+
+    if numba.config.CPU_NAME not in (None, "host") or numba.config.CPU_FEATURES:
+        return False
+    try:
+        from llvmlite import binding
+
+        return bool(binding.get_host_cpu_features().get("f16c", False))
+    except Exception:  # pragma: no cover - a platform without the query
+        return False
+
+
+#: Convert float16 with the hardware in compiled code (see :func:`_native_half`).
+_NATIVE_HALF = _native_half()
+
+
+def _half_bits_to_f32(u):
+    """float16 bits (an integer) -> float32, exactly. The integer route
+    (:func:`_f16_widen_int`) here, under the CUDA simulator and in CUDA
+    kernels; one ``fpext half`` (``vcvtph2ps``) in CPU code with
+    :data:`_NATIVE_HALF`. The same bits: both quiet a signalling NaN."""
+    return _f16_widen_int(u)
+
+
+def _f32_to_half_bits(x):
+    """float32 -> float16 bits rounded to nearest even (int64). The integer
+    route (:func:`_f16_round_int`) here and in CUDA kernels; one ``fptrunc`` to
+    ``half`` (``vcvtps2ph``) in CPU code with :data:`_NATIVE_HALF`. The same
+    bits, NaNs included."""
+    return _f16_round_int(x)
+
+
+def _half_typer(typingctx, u):
+    """``float32(integer)``: the low 16 bits as ``half``, widened by ``fpext``."""
+
+    def codegen(context, builder, sig, args):
+        (value,) = args
+        if u.bitwidth > 16:
+            value = builder.trunc(value, ir.IntType(16))
+        elif u.bitwidth < 16:
+            value = builder.zext(value, ir.IntType(16))
+        return builder.fpext(builder.bitcast(value, ir.HalfType()), ir.FloatType())
+
+    return types.float32(u), codegen
+
+
+def _to_half_typer(typingctx, x):
+    """``int64(float32)``: ``fptrunc`` to ``half`` (round to nearest even), its bits."""
+
+    def codegen(context, builder, sig, args):
+        half = builder.fptrunc(args[0], ir.HalfType())
+        return builder.zext(builder.bitcast(half, ir.IntType(16)), ir.IntType(64))
+
+    return types.int64(types.float32), codegen
+
+
 def _register(extending) -> None:
     """Register this module's functions with one target's ``extending`` module:
     the two bitcasts as intrinsics, the rest callable from jit code as they are."""
@@ -111,7 +173,26 @@ def _register(extending) -> None:
             raise errors.TypingError(f"fastgd.storage: bits must be an integer, got {b}")
         return lambda b: from_bits(b)
 
-    for f in (_mix32, *ELEMENT_FUNCTIONS.values()):
+    half_in = extending.intrinsic(_half_typer)
+    half_out = extending.intrinsic(_to_half_typer)
+
+    cpu = extending is _cpu_extending  # CUDA kernels take the integer route
+
+    @extending.overload(_half_bits_to_f32, inline="always")
+    def _half_bits_to_f32_impl(u):
+        if not isinstance(u, types.Integer):
+            raise errors.TypingError(f"fastgd.storage: bits must be an integer, got {u}")
+        return (lambda u: half_in(u)) if cpu else (lambda u: _f16_widen_int(u))
+
+    @extending.overload(_f32_to_half_bits, inline="always")
+    def _f32_to_half_bits_impl(x):
+        if x != types.float32:
+            raise errors.TypingError(
+                f"fastgd.storage: the float32 conversions take a float32 value, got {x}"
+            )
+        return (lambda x: half_out(x)) if cpu else (lambda x: _f16_round_int(x))
+
+    for f in (_mix32, _f16_widen_int, _f16_round_int, *ELEMENT_FUNCTIONS.values()):
         extending.register_jitable(inline="always")(f)
 
 
@@ -244,16 +325,27 @@ def f16_bits_to_f32(u):
     ``(0.5 + m * 2**-24) - 0.5`` in float32, built from the bits
     ``0x3F000000 | m`` and exact. The sign bit moves from bit 15 to bit 31.
 
+    Compiled on a CPU with F16C (:data:`_NATIVE_HALF`) this is the hardware
+    conversion instead, with the same result.
+
     Returns
     -------
     float32
     """
+    if _NATIVE_HALF:
+        return _half_bits_to_f32(u)
+    return _f16_widen_int(u)
+
+
+def _f16_widen_int(u):
+    """:func:`f16_bits_to_f32` by integer operations (a signalling NaN comes
+    out quiet, as from the hardware)."""
     h = np.int64(u)
     sign = (h & 0x8000) << 16
     e = (h >> 10) & 0x1F
     m = h & 0x3FF
     if e == 0x1F:
-        bits = 0x7F800000 | (m << 13)
+        bits = 0x7F800000 | (m << 13) | (0x400000 if m != 0 else 0)
     elif e != 0:
         bits = ((e + 112) << 23) | (m << 13)
     else:
@@ -279,10 +371,20 @@ def f32_to_f16_bits(x):
       ``(m + 2**(k-1) - 1 + ((m >> k) & 1)) >> k``; a result of ``0x400`` is
       the smallest normal, as it should be.
 
+    Compiled on a CPU with F16C (:data:`_NATIVE_HALF`) this is the hardware
+    conversion instead (the same bits; a NaN's payload may differ).
+
     Returns
     -------
     uint16
     """
+    if _NATIVE_HALF:
+        return np.uint16(_f32_to_half_bits(x))
+    return np.uint16(_f16_round_int(x))
+
+
+def _f16_round_int(x):
+    """:func:`f32_to_f16_bits` by integer operations, as an int64."""
     u = _f32_bits(x)
     s = (u >> 16) & 0x8000
     a = u & 0x7FFFFFFF
@@ -297,7 +399,7 @@ def f32_to_f16_bits(x):
         k = min(126 - (a >> 23), 25)
         m = (a & 0x7FFFFF) | 0x800000
         h = (m + (1 << (k - 1)) - 1 + ((m >> k) & 1)) >> k
-    return np.uint16(s | h)
+    return s | h
 
 
 def f32_to_f16_bits_sr(x, seed, step, index):

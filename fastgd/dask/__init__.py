@@ -54,12 +54,17 @@ backend : {{"serial", "parallel", "auto"}}, default "serial"
 """
 
 
+#: Constructor arguments of the NumPy classes that the dask classes do not take
+#: (``state_dtype``: chunks keep their state in the parameters' dtype for now).
+_NOT_OFFERED = ("self", "params", "backend", "state_dtype")
+
+
 def _make_class(key: str, numpy_class: type) -> type:
     sig = inspect.signature(numpy_class.__init__)
     lines = [
         f"{name} : default {p.default!r}"
         for name, p in sig.parameters.items()
-        if name not in ("self", "params", "backend")
+        if name not in _NOT_OFFERED
     ]
     name = numpy_class.__name__
     doc = _DOC.format(
@@ -75,7 +80,7 @@ def _make_class(key: str, numpy_class: type) -> type:
         *(
             p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
             for n, p in sig.parameters.items()
-            if n not in ("self", "params", "backend")
+            if n not in _NOT_OFFERED
         ),
     ]
     defaults = numpy_class(np.zeros(1)).hyperparameters

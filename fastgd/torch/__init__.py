@@ -86,13 +86,15 @@ Deliberate differences from torch.optim:
 def _make_class(key: str, numpy_class: type) -> type:
     """The ``fastgd.torch`` class of ``fastgd.OPTIMIZERS[key]``."""
     numpy_sig = inspect.signature(numpy_class.__init__)
-    parameters = [p for name, p in numpy_sig.parameters.items() if name != "self"]
+    # state_dtype is not offered here yet: torch's state is in the parameters' dtype
+    skip = ("self", "state_dtype")
+    parameters = [p for name, p in numpy_sig.parameters.items() if name not in skip]
     parameters += [
         inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None if v is None else v)
         for k, v in _TORCH_KEYWORDS.items()
     ]
     signature = inspect.Signature(parameters)
-    init_names = tuple(n for n in numpy_sig.parameters if n not in ("self", "params", "backend"))
+    init_names = tuple(n for n in numpy_sig.parameters if n not in (*skip, "params", "backend"))
     # every default from the NumPy class itself (AdamW's decoupled_weight_decay
     # is not a constructor argument there)
     all_defaults = {
@@ -111,7 +113,7 @@ def _make_class(key: str, numpy_class: type) -> type:
     torch_name = getattr(torch.optim, name, None)
     lines = []
     for pname, p in numpy_sig.parameters.items():
-        if pname not in ("self", "params"):
+        if pname not in (*skip, "params"):
             lines.append(f"{pname} : default {p.default!r}")
     doc = _DOC.format(
         summary=numpy_class.__doc__.strip().splitlines()[0],

@@ -1,0 +1,151 @@
+"""``state_dtype``: float32 parameters with bfloat16 / float16 optimizer state.
+
+Accuracy against the float64 NumPy reference (``tests/reference.py``) over
+100 steps. The tolerance is derived from the storage precision by a second,
+independent reference: the same float64 reference with its state arrays
+rounded to the 16-bit dtype (by ml_dtypes / NumPy) after every step. Its
+distance from the exact float64 run is what storing the state in 16 bits
+costs; fastgd's 16-bit run (float32 arithmetic, state rounded to nearest by
+its own kernels) must be no further from the float64 run than 1.5 times
+that, plus float32 rounding. So the error is what the storage implies and
+does not accumulate beyond it. Also: the state's own error, bit-identical
+resume and copies, refusals, and ``minimize`` converging to within 1% of the
+float32 loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import ml_dtypes
+import numpy as np
+import pytest
+from cases import EXTRA_STATE_CONFIGS
+from reference import Reference
+
+import fastgd
+from fastgd import problems
+
+STEPS = 100
+N = 2000
+UNIT = {"bfloat16": 2.0**-9, "float16": 2.0**-12}  # unit roundoff, to nearest
+DTYPES = {"bfloat16": np.dtype(ml_dtypes.bfloat16), "float16": np.dtype(np.float16)}
+RULES = sorted(fastgd.OPTIMIZERS)
+
+
+def config(rule):
+    hp = dict(EXTRA_STATE_CONFIGS.get(rule, {}))
+    if rule == "adadelta":
+        hp["lr"] = 0.5
+    return hp
+
+
+def run(rule, hp, state_dtype, seed=0, steps=STEPS, n=N, backend="serial"):
+    """fastgd's run, the float64 reference and the float64 reference with its
+    state rounded to ``state_dtype`` after every step."""
+    rng = np.random.default_rng(seed)
+    p0 = rng.standard_normal(n)
+    p_ref, p_emul = p0.copy(), p0.copy()
+    p = p0.astype(np.float32)
+    opt = fastgd.OPTIMIZERS[rule](p, backend=backend, state_dtype=state_dtype, **hp)
+    ref, emul = Reference(rule, (n,), **hp), Reference(rule, (n,), **hp)
+    store = DTYPES.get(state_dtype, np.float64)
+    for arr in emul.state.values():
+        arr[...] = arr.astype(store).astype(np.float64)
+    for _ in range(steps):
+        g = rng.standard_normal(n).astype(np.float32)
+        ref.step(p_ref, g.astype(np.float64))
+        emul.step(p_emul, g.astype(np.float64))
+        for arr in emul.state.values():
+            arr[...] = arr.astype(store).astype(np.float64)
+        opt.step(g)
+    return opt, p, p_ref, p_emul, ref, emul
+
+
+@pytest.mark.parametrize("kind", sorted(UNIT))
+@pytest.mark.parametrize("rule", RULES)
+def test_16_bit_state_costs_what_its_storage_implies(rule, kind):
+    hp = config(rule)
+    opt, p, p_ref, p_emul, ref, emul = run(rule, hp, kind)
+    assert opt.state_dtype == DTYPES[kind]
+    assert all(a.dtype == DTYPES[kind] for a in opt.state.values())
+    assert set(opt.state) == set(ref.state)
+    moved = np.linalg.norm(p_ref - np.random.default_rng(0).standard_normal(N))
+    storage_cost = np.linalg.norm(p_emul - p_ref)  # what 16-bit state costs in float64
+    ours = np.linalg.norm(p.astype(np.float64) - p_ref)
+    assert storage_cost > 0
+    assert ours <= 1.5 * storage_cost + 1e-6 * moved, (ours, storage_cost)
+    # and it is small: a few units of the storage's roundoff per unit of movement
+    # (float16's subnormals below 6e-5 cost more for the tiny second moments)
+    assert storage_cost <= (0.5 if kind == "float16" else 0.1) * moved
+    # each state array: as close to the emulated one as the emulation is to the exact
+    for name, arr in opt.state.items():
+        got = arr.astype(np.float64)
+        exact, rounded = ref.state[name], emul.state[name]
+        cost = np.linalg.norm(rounded - exact)
+        assert np.linalg.norm(got - exact) <= 1.5 * cost + 1e-6 * np.linalg.norm(exact), name
+
+
+@pytest.mark.parametrize("rule", ["adam", "rmsprop", "lion"])
+def test_serial_and_parallel_agree_and_copies_resume_bit_identically(rule):
+    hp = config(rule)
+    a, pa, *_ = run(rule, hp, "bfloat16", steps=5, n=300_001, backend="serial")
+    b, pb, *_ = run(rule, hp, "bfloat16", steps=5, n=300_001, backend="parallel")
+    np.testing.assert_array_equal(pa, pb)
+    for name in a.state:
+        np.testing.assert_array_equal(a.state[name].view(np.uint16), b.state[name].view(np.uint16))
+    # state_dict into a new optimizer, deepcopy and pickle: the same next steps
+    resumed = fastgd.OPTIMIZERS[rule](pa.copy(), state_dtype=ml_dtypes.bfloat16, **hp)
+    resumed.load_state_dict(a.state_dict())
+    twins = [resumed, copy.deepcopy(a), pickle.loads(pickle.dumps(a))]
+    g = np.random.default_rng(9).standard_normal(pa.size).astype(np.float32)
+    for _ in range(3):
+        a.step(g)
+        for twin in twins:
+            twin.step(g)
+    for twin in twins:
+        np.testing.assert_array_equal(twin.params, a.params)
+        assert twin.state_dtype == a.state_dtype
+
+
+def test_refusals_name_the_argument_and_change_nothing():
+    p32 = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="float64 parameters"):
+        fastgd.Adam(np.ones(4), state_dtype="bfloat16")
+    with pytest.raises(ValueError, match="float32 with float64"):
+        fastgd.Adam(np.ones(4), state_dtype="float32")
+    for bad in ("bf16", "int8", True, 3, np.int32):
+        with pytest.raises(TypeError, match="state_dtype"):
+            fastgd.Adam(p32, state_dtype=bad)
+    opt = fastgd.Adam(p32, state_dtype="float16")
+    with pytest.raises(AttributeError, match="no settable attribute 'state_dtype'"):
+        opt.state_dtype = "bfloat16"
+    assert fastgd.Adam(p32, state_dtype=np.float32).state_dtype == np.float32  # the same dtype
+    # a checkpoint of another state dtype: refused, nothing changes
+    other = fastgd.Adam(p32.copy())
+    other.step(np.ones(4, np.float32))
+    opt.step(np.ones(4, np.float32))
+    before = {k: v.copy() for k, v in opt.state.items()}
+    with pytest.raises(TypeError, match="state_dtype"):
+        opt.load_state_dict(other.state_dict())
+    for k, v in opt.state.items():
+        np.testing.assert_array_equal(v, before[k])
+    with pytest.raises(TypeError, match="no state_dtype"):
+        fastgd.functional.adam(p32, p32, step=1, state_dtype="bfloat16")
+    assert "state_dtype=float16" in repr(opt)
+
+
+@pytest.mark.parametrize("kind", sorted(UNIT))
+@pytest.mark.parametrize("name", ["quadratic", "logistic"])
+def test_minimize_with_16_bit_state_reaches_the_float32_loss(name, kind):
+    p = problems.PROBLEMS[name]()
+    losses = {}
+    for state_dtype in (None, kind):
+        options = dict(lr=0.05, maxiter=300, gtol=0.0)
+        if state_dtype:
+            options["state_dtype"] = state_dtype
+        res = fastgd.minimize(p.fun_and_grad, p.x0, jac=True, method="adam", dtype=np.float32,
+                              options=options)  # fmt: skip
+        losses[state_dtype] = res.fun - p.f_star
+    assert losses[kind] <= 1.01 * losses[None] + 1e-3 * abs(p.f_star) + 1e-6

@@ -222,6 +222,13 @@ def _add_bench(subparsers) -> None:
         "START:STOP:PER_DECADE (default 1e3,1e5,1e6,1e7; with --crossover 1e2:1e8:2)",
     )
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument(
+        "--state-dtype",
+        choices=bench.STATE_DTYPES,
+        default=None,
+        help="the rule table with the optimizer state stored in 16 bits (float32 params), "
+        "against a ceiling with the same traffic and the same rule with float32 state",
+    )
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
     p.add_argument(
         "--repeat",
@@ -298,8 +305,11 @@ def _table(args, info) -> tuple[dict, str]:
         args.repeat or bench.DEFAULT_REPEAT,
         with_torch=not args.no_torch,
         progress=_progress,
+        state_dtype=args.state_dtype,
     )
-    columns = bench.bench_columns(with_torch=info["torch"] is not None)
+    columns = bench.bench_columns(
+        with_torch=info["torch"] is not None, state_dtype=args.state_dtype is not None
+    )
     return {"rows": rows}, "\n\n".join(
         [bench.format_table(rows, args.markdown, columns), bench.bench_notes(rows)]
     )
@@ -357,6 +367,12 @@ def _lbfgs(args, info) -> tuple[dict, str]:
 
 def _bench_conflict(args) -> str | None:
     """Why the flags of ``fastgd bench`` do not go together, or None."""
+    modes = args.lbfgs or args.torch or args.dask or args.crossover or args.startup
+    if args.state_dtype and (modes or args.dtype != "float32" or args.backend == "cuda"):
+        return (
+            "--state-dtype times the rule table with float32 params on the CPU; drop --dtype "
+            "float64, --backend cuda and the other modes"
+        )
     if args.lbfgs and (args.rules or args.backend != "auto" or args.dtype != "float32"):
         return (
             "--lbfgs times float64 problems with method='lbfgs'; drop --rules, --backend, --dtype"

@@ -20,6 +20,7 @@ ROW_KEYS = {
     "rule", "n", "dtype", "backend", "requested_backend", "hyperparameters", "n_states",
     "bytes_per_step", "time_s", "us_per_step", "gb_per_s", "ceiling_time_s",
     "ceiling_fraction", "torch_impl", "torch_time_s", "x_torch", "repeat",
+    "state_dtype", "x_f32_state",
     "steps_per_sample", "samples_s",
 }  # fmt: skip
 
@@ -240,3 +241,35 @@ def test_startup_child_scripts_run():
     for source in bench.STARTUP_CHILDREN.values():
         timings, wall = bench._run_child(source)
         assert all(_positive(v) for v in timings.values()) and _positive(wall)
+
+
+def test_state_dtype_rows_count_16_bit_traffic_and_time_float32_state():
+    from fastgd.bench.kernels import measure_rule
+
+    row = measure_rule("adam", 5000, repeat=1, state_dtype="bfloat16", min_time=0.001)
+    assert row["state_dtype"] == "bfloat16" and row["n_states"] == 2
+    assert row["bytes_per_step"] == 5000 * (3 * 4 + 2 * 2 * 2)  # 20 bytes an element
+    assert row["x_f32_state"] > 0 and row["ceiling_fraction"] > 0
+    assert row["torch_impl"] is None and set(row["samples_s"]) == {
+        "fastgd",
+        "ceiling",
+        "float32 state",
+    }
+    columns = [c[0] for c in bench.bench_columns(with_torch=True, state_dtype=True)]
+    assert columns[-1] == "x f32 state" and "x torch" not in columns
+    with pytest.raises(ValueError, match="float32 parameters"):
+        measure_rule("adam", 100, dtype="float64", state_dtype="float16")
+    with pytest.raises(ValueError, match="state_dtype must be"):
+        measure_rule("adam", 100, state_dtype="int8")
+
+
+def test_cli_state_dtype(capsys):
+    from fastgd.cli import main
+
+    rc = main(["bench", "--state-dtype", "float16", "--rules", "sgd", "--sizes", "3000",
+               "--repeat", "1", "--markdown"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and "x f32 state" in out and "state_dtype=float16" in out
+    assert main(["bench", "--state-dtype", "bfloat16", "--dtype", "float64"]) == 2
+    assert "--state-dtype times the rule table" in capsys.readouterr().err
+    assert main(["bench", "--state-dtype", "bfloat16", "--lbfgs"]) == 2

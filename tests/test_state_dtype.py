@@ -149,3 +149,16 @@ def test_minimize_with_16_bit_state_reaches_the_float32_loss(name, kind):
                               options=options)  # fmt: skip
         losses[state_dtype] = res.fun - p.f_star
     assert losses[kind] <= 1.01 * losses[None] + 1e-3 * abs(p.f_star) + 1e-6
+
+
+def test_adapters_do_not_offer_state_dtype_yet():
+    import inspect
+
+    torch = pytest.importorskip("torch")
+    import fastgd.dask
+    import fastgd.torch
+
+    for cls in (fastgd.torch.Adam, fastgd.dask.Adam):
+        assert "state_dtype" not in inspect.signature(cls).parameters
+    with pytest.raises(TypeError, match="state_dtype"):
+        fastgd.torch.Adam([torch.nn.Parameter(torch.ones(3))], state_dtype="bfloat16")

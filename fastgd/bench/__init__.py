@@ -82,6 +82,7 @@ from fastgd.bench.dask_step import (
 )
 from fastgd.bench.kernels import (
     DEFAULT_SIZES,
+    STATE_DTYPES,
     TORCH_OPTIMIZERS,
     bench_columns,
     bench_notes,
@@ -180,6 +181,7 @@ __all__ = [
     "random_arrays",
     "resolved_backend",
     "run_bench",
+    "STATE_DTYPES",
     "run_torch_bench",
     "startup",
     "startup_rows",

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
+import numba
 import numpy as np
 
 import fastgd
@@ -48,7 +49,7 @@ BENCH_HYPERPARAMETERS: dict[str, dict] = {"sgd": {"momentum": 0.9}}
 # -- accounting ---------------------------------------------------------------
 
 
-def bytes_per_step(n: int, dtype, n_states: int) -> int:
+def bytes_per_step(n: int, dtype, n_states: int, state_itemsize: int | None = None) -> int:
     """Bytes one in-place step moves: params read+write, grad read, states read+write.
 
     Parameters
@@ -59,14 +60,20 @@ def bytes_per_step(n: int, dtype, n_states: int) -> int:
         ``float32`` or ``float64``.
     n_states : int
         Number of state arrays the configuration uses (``len(opt.state)``).
+    state_itemsize : int, optional
+        Bytes per state element when the state is stored in another dtype
+        (``state_dtype``: 2 for bfloat16/float16); default ``dtype``'s.
 
     Returns
     -------
     int
         ``itemsize * n * (3 + 2 * n_states)``; 28 bytes per element for
-        float32 Adam.
+        float32 Adam, 20 with 16-bit state.
     """
-    return backends.traffic_bytes(np.dtype(dtype).itemsize * n, n_states)
+    itemsize = np.dtype(dtype).itemsize
+    if state_itemsize is None:
+        return backends.traffic_bytes(itemsize * n, n_states)
+    return 3 * itemsize * n + 2 * n_states * state_itemsize * n
 
 
 def bench_hyperparameters(name: str) -> dict:
@@ -268,9 +275,11 @@ def ceiling_step(
     dtype = str(np.dtype(dtype))
     if arrays is None:
         arrays = random_arrays(n, dtype, 2 + n_states, seed)
-    dispatcher = getattr(backends.ceiling_loops(n_states), backend)
-    array_type = types.Array(getattr(types, dtype), 1, "C")
-    entry = dispatcher.compile((array_type,) * (2 + n_states))
+    bits = any(a.dtype == np.uint16 for a in arrays)  # 16-bit state, as its bits
+    dispatcher = getattr(backends.ceiling_loops(n_states, bits), backend)
+    # each array in its own dtype: 16-bit state (as uint16) moves 2 bytes an element
+    signature = tuple(types.Array(numba.from_dtype(a.dtype), 1, "C") for a in arrays)
+    entry = dispatcher.compile(signature)
     step = partial(entry, *arrays)
     step()
     return step
@@ -301,10 +310,11 @@ def _import_torch():
     return torch
 
 
-def _optimizer(name, params, backend="auto", hyperparameters=None) -> fastgd.Optimizer:
+def _optimizer(name, params, backend="auto", hyperparameters=None, state_dtype=None):
     if hyperparameters is None:
         hyperparameters = bench_hyperparameters(name)
-    return fastgd.OPTIMIZERS[name](params, backend=backend, **hyperparameters)
+    cls = fastgd.OPTIMIZERS[name]
+    return cls(params, backend=backend, state_dtype=state_dtype, **hyperparameters)
 
 
 def blas_thread_settings() -> dict[str, str]:

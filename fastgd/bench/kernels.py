@@ -179,6 +179,7 @@ def measure_rule(
     hyperparameters: dict | None = None,
     min_time: float = MIN_SAMPLE_TIME,
     seed: int = 0,
+    state_dtype: str | None = None,
 ) -> dict:
     """Time one rule at one size against the memory ceiling and torch.
 
@@ -200,6 +201,11 @@ def measure_rule(
         Shortest sample, in seconds.
     seed : int
         Seed of the random params and grad.
+    state_dtype : {None, "bfloat16", "float16"}
+        Store the state in 16 bits (float32 ``dtype`` only): the ceiling loop
+        then moves 16-bit state too, a float32-state optimizer joins the
+        interleaved samples (``x_f32_state``: its time / fastgd's), and torch
+        is not run.
 
     Returns
     -------
@@ -216,17 +222,27 @@ def measure_rule(
     name, n = _check_rule(name), _check_count("n", n)
     dtype, backend = _check_dtype(dtype), _check_backend(backend)
     repeat = _check_count("repeat", repeat)
+    state_dtype = _check_state_dtype(state_dtype, dtype)
     params, grad = _bench.random_arrays(n, dtype, 2, seed)
-    opt = _optimizer(name, params.copy(), backend, hyperparameters)
+    opt = _optimizer(name, params.copy(), backend, hyperparameters, state_dtype)
     for _ in range(3):  # compile (or load) the kernel outside the timing
         opt.step(grad)
     n_states = len(opt.state)
     loop = resolved_backend(opt)
-    ceiling_arrays = [params.copy(), grad, *_bench.random_arrays(n, dtype, n_states, seed + 1)]
+    states = _bench.random_arrays(n, dtype, n_states, seed + 1)
+    if state_dtype is not None:  # the ceiling moves 16-bit state as its bits
+        states = [s.astype(opt.state_dtype).view(np.uint16) for s in states]
+    ceiling_arrays = [params.copy(), grad, *states]
     contenders = {
         "fastgd": partial(opt.step, grad),
         "ceiling": ceiling_step(n_states, n, dtype, loop, arrays=ceiling_arrays),
     }
+    if state_dtype is not None:
+        full = _optimizer(name, params.copy(), backend, hyperparameters)
+        for _ in range(3):
+            full.step(grad)
+        contenders["float32 state"] = partial(full.step, grad)
+        with_torch = False
     torch_impl = None
     if with_torch:
         found = torch_step(name, params.copy(), grad.copy(), opt.hyperparameters)
@@ -235,12 +251,16 @@ def measure_rule(
     min_steps = _bench.SMALL_N_MIN_STEPS if n <= _bench.SMALL_N else 1
     timings = interleaved_medians(contenders, repeat, min_time, min_steps)
     t = timings["fastgd"].median
-    n_bytes = bytes_per_step(n, dtype, n_states)
+    itemsize = None if state_dtype is None else opt.state_dtype.itemsize
+    n_bytes = bytes_per_step(n, dtype, n_states, itemsize)
     t_torch = timings["torch"].median if "torch" in timings else None
+    t_full = timings["float32 state"].median if "float32 state" in timings else None
     return {
         "rule": name,
         "n": n,
         "dtype": dtype,
+        "state_dtype": state_dtype,
+        "x_f32_state": None if t_full is None else t_full / t,
         "backend": loop,
         "requested_backend": backend,
         "hyperparameters": opt.hyperparameters,
@@ -269,6 +289,7 @@ def run_bench(
     *,
     with_torch: bool = True,
     progress: Callable[[str], None] | None = None,
+    state_dtype: str | None = None,
 ) -> list[dict]:
     """:func:`measure_rule` for every rule (default all of :data:`fastgd.OPTIMIZERS`) and size.
 
@@ -282,18 +303,40 @@ def run_bench(
     dtype = _check_dtype(dtype)
     backend = _check_backend(backend)
     repeat = _check_count("repeat", repeat)
+    state_dtype = _check_state_dtype(state_dtype, dtype)
     rows = []
     for name in rules:
         for n in sizes:
             if progress:
                 progress(f"{name} N={format_n(n)}")
-            rows.append(measure_rule(name, n, dtype, backend, repeat, with_torch=with_torch))
+            rows.append(measure_rule(name, n, dtype, backend, repeat, with_torch=with_torch,
+                                     state_dtype=state_dtype))  # fmt: skip
     return rows
 
 
-def bench_columns(with_torch: bool = True) -> tuple:
-    """:data:`BENCH_COLUMNS`, without ``x torch`` when torch was not run."""
-    return BENCH_COLUMNS if with_torch else BENCH_COLUMNS[:-1]
+#: ``--state-dtype`` choices of ``fastgd bench``.
+STATE_DTYPES = ("bfloat16", "float16")
+
+
+def _check_state_dtype(state_dtype, dtype) -> str | None:
+    if state_dtype is None:
+        return None
+    if state_dtype not in STATE_DTYPES:
+        raise ValueError(
+            f"state_dtype must be None or one of {', '.join(STATE_DTYPES)}, got {state_dtype!r}"
+        )
+    if dtype != "float32":
+        raise ValueError(f"state_dtype={state_dtype} needs float32 parameters, not {dtype}")
+    return state_dtype
+
+
+def bench_columns(with_torch: bool = True, state_dtype: bool = False) -> tuple:
+    """:data:`BENCH_COLUMNS`, without ``x torch`` when torch was not run, with
+    ``x f32 state`` when the state was 16-bit."""
+    columns = BENCH_COLUMNS if with_torch and not state_dtype else BENCH_COLUMNS[:-1]
+    if state_dtype:
+        columns += (("x f32 state", "x_f32_state", lambda x: f"{x:.2f}"),)
+    return columns
 
 
 def bench_notes(rows: list[dict]) -> str:
@@ -304,6 +347,13 @@ def bench_notes(rows: list[dict]) -> str:
         "fraction of ceiling: time of a copy-like loop with the same traffic on the same "
         "backend / fastgd's time (1.0 = as fast as the memory ceiling).",
     ]
+    stored = {row.get("state_dtype") for row in rows} - {None}
+    if stored:
+        notes.append(
+            f"state_dtype={', '.join(sorted(stored))}: float32 params and grad, 16-bit state "
+            "(2 bytes an element, read and written; the ceiling moves the same); x f32 state: "
+            "the same rule with float32 state, in the same interleaved samples / fastgd's time."
+        )
     configs = {}
     for row in rows:
         extra = BENCH_HYPERPARAMETERS.get(row["rule"])

@@ -176,23 +176,24 @@ def _register(extending) -> None:
     half_in = extending.intrinsic(_half_typer)
     half_out = extending.intrinsic(_to_half_typer)
 
-    cpu = extending is _cpu_extending  # CUDA kernels take the integer route
+    if extending is _cpu_extending:  # CUDA kernels get the integer route (_CUDA_ELEMENTS)
 
-    @extending.overload(_half_bits_to_f32, inline="always")
-    def _half_bits_to_f32_impl(u):
-        if not isinstance(u, types.Integer):
-            raise errors.TypingError(f"fastgd.storage: bits must be an integer, got {u}")
-        return (lambda u: half_in(u)) if cpu else (lambda u: _f16_widen_int(u))
+        @extending.overload(_half_bits_to_f32, inline="always")
+        def _half_bits_to_f32_impl(u):
+            if not isinstance(u, types.Integer):
+                raise errors.TypingError(f"fastgd.storage: bits must be an integer, got {u}")
+            return lambda u: half_in(u)
 
-    @extending.overload(_f32_to_half_bits, inline="always")
-    def _f32_to_half_bits_impl(x):
-        if x != types.float32:
-            raise errors.TypingError(
-                f"fastgd.storage: the float32 conversions take a float32 value, got {x}"
-            )
-        return (lambda x: half_out(x)) if cpu else (lambda x: _f16_round_int(x))
+        @extending.overload(_f32_to_half_bits, inline="always")
+        def _f32_to_half_bits_impl(x):
+            if x != types.float32:
+                raise errors.TypingError(
+                    f"fastgd.storage: the float32 conversions take a float32 value, got {x}"
+                )
+            return lambda x: half_out(x)
 
-    for f in (_mix32, _f16_widen_int, _f16_round_int, *ELEMENT_FUNCTIONS.values()):
+    helpers = (_mix32, _f16_widen_int, _f16_round_int, *_CUDA_ELEMENTS.values())
+    for f in (*helpers, *ELEMENT_FUNCTIONS.values()):
         extending.register_jitable(inline="always")(f)
 
 
@@ -466,6 +467,27 @@ ELEMENT_FUNCTIONS: dict[str, Callable] = {
         random_bits,
     )
 }
+
+
+def _f16_bits_to_f32_int(u):
+    """:func:`f16_bits_to_f32` by integer operations only: what CUDA kernels
+    (and the simulator) run, whatever the CPU's F16C."""
+    return _f16_widen_int(u)
+
+
+def _f32_to_f16_bits_int(x):
+    """:func:`f32_to_f16_bits` by integer operations only (CUDA kernels)."""
+    return np.uint16(_f16_round_int(x))
+
+
+#: The element functions CUDA kernels run in place of :data:`ELEMENT_FUNCTIONS`'
+#: of the same name: float16 by integer operations. (The CPU's hardware route
+#: must not reach a CUDA kernel through numba's overload resolution, which
+#: shares the functions' types between the two targets.)
+_CUDA_ELEMENTS: dict[str, Callable] = {
+    "f16_bits_to_f32": _f16_bits_to_f32_int,
+    "f32_to_f16_bits": _f32_to_f16_bits_int,
+}
 _register(_cpu_extending)
 
 _lock = threading.Lock()
@@ -518,4 +540,4 @@ def cuda_function(name: str) -> Callable:
     register_cuda()
     from numba import cuda
 
-    return cuda.jit(device=True)(_element(name))
+    return cuda.jit(device=True)(_CUDA_ELEMENTS.get(name) or _element(name))

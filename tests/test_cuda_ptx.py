@@ -122,8 +122,14 @@ def test_lbfgs_kernels_compile_to_sm90_ptx(hopper, dtype):
 def test_stored_kernels_compile_to_sm90_ptx_without_float64(hopper, kind, rounding):
     """16-bit storage (fastgd.backends.Storage): uint16 loads and stores, the
     arithmetic float32, the stochastic rounding's hash integer: no float64."""
+    import numpy as np
     from numba import types
 
+    from fastgd import storage as _storage
+
+    # the CPU's (hardware) float16 route compiled first must not leak into CUDA
+    _storage.cpu_function("f32_to_f16_bits")(np.float32(1.5))
+    _storage.cpu_function("f16_bits_to_f32")(np.uint16(0x3C00))
     rule = RULES["adam"]
     storage = backends.Storage(kind, kind, kind, rounding)
     active = ("exp_avg", "exp_avg_sq")

@@ -240,13 +240,14 @@ def _storage_fields(storage: Storage, target: str) -> dict:
                 kbuf=kbuf, scalar_arg=scalar_arg, conversions=conversions)  # fmt: skip
 
 
-def _fill(rule: Rule, flags, active, dtype: str, cache: bool, storage: Storage = None) -> dict:
-    """The template fields shared by every backend for one configuration."""
+def _fill(rule: Rule, flags, active, dtype: str, cache: bool, storage: Storage = None,
+          target: str = "cpu") -> dict:  # fmt: skip
+    """The template fields of one configuration for ``target``."""
     storage = NATIVE if storage is None else storage
     sk = storage.state
     slots = [f"s{k}" if name in active else None for k, name in enumerate(rule.states)]
     used = [s for s in slots if s is not None]
-    fields = _storage_fields(storage, "cpu")
+    fields = _storage_fields(storage, target)
     # a disabled state slot gets the gradient as a placeholder: its flag makes
     # the element function ignore it, and its result is dropped
     return dict(
@@ -271,10 +272,8 @@ def _generate(rule, common, flags, active, target, dtype, storage=None) -> str:
     storage = NATIVE if storage is None else storage
     if not storage.native and dtype != "float32":
         raise ValueError(f"16-bit storage computes in float32; the loop's dtype is {dtype}")
-    f = _fill(rule, flags, active, dtype, config.CACHE, storage)
+    f = _fill(rule, flags, active, dtype, config.CACHE, storage, target)
     conversions = f.pop("conversions")
-    if target != "cpu":
-        conversions = _storage_fields(storage, target)["conversions"]
     body = _BODY.format(**f)
     unpack = _UNPACK.format(**f)
     src = _HEADER.format(element=f["element"], flag_lines=_flag_lines(rule, common, flags))
@@ -442,10 +441,13 @@ def _ceiling_source(n_states: int, bits: bool = False) -> str:
     return src
 
 
-def traffic_bytes(params_nbytes: int, n_states: int) -> int:
+def traffic_bytes(params_nbytes: int, n_states: int, state_nbytes: int | None = None) -> int:
     """Bytes one in-place step moves: params read and written, grad read, each
-    state read and written: ``params_nbytes * (3 + 2 * n_states)``."""
-    return params_nbytes * (3 + 2 * n_states)
+    state (of ``state_nbytes``, by default ``params_nbytes``: 16-bit state is
+    half of float32 parameters) read and written: ``3 params_nbytes + 2
+    n_states state_nbytes``."""
+    state_nbytes = params_nbytes if state_nbytes is None else state_nbytes
+    return 3 * params_nbytes + 2 * n_states * state_nbytes
 
 
 # -- serial or parallel: the one decision, fork-aware ---------------------------------

@@ -34,13 +34,17 @@ def _c_strides(shape, itemsize):
     return tuple(reversed(strides))
 
 
-def device_array(x, what: str = "params"):
+def device_array(x, what: str = "params", writeable: bool = True):
     """A validated numba device-array view of the CUDA array ``x`` (zero-copy).
+
+    ``writeable=False`` for an array that is only read (``minimize``'s
+    ``x0``, which it copies): a read-only array is then accepted.
 
     Raises
     ------
     TypeError
-        Host array, unsupported dtype, non-contiguous or read-only array.
+        Host array, unsupported dtype, non-contiguous or (``writeable``)
+        read-only array.
     """
     if isinstance(x, np.ndarray):
         raise TypeError(
@@ -64,7 +68,7 @@ def device_array(x, what: str = "params"):
     if strides is not None and math.prod(shape) > 1:
         if tuple(strides) != _c_strides(shape, dtype.itemsize):
             raise TypeError(f"{what} must be C-contiguous")
-    if cai["data"][1]:
+    if writeable and cai["data"][1]:
         raise TypeError(f"{what} is read-only; fastgd updates it in place")
     return cuda.as_cuda_array(x)
 

@@ -278,9 +278,9 @@ class Optimizer:
         if self._device:
             plan.backend = "cuda"
         else:
-            n = self._flat_params.size
-            n_bytes = backends.traffic_bytes(self._flat_params.nbytes, 0)
-            n_bytes += 2 * len(plan.active) * n * self._state_dtype.itemsize
+            params = self._flat_params
+            state_nbytes = params.size * self._state_dtype.itemsize
+            n_bytes = backends.traffic_bytes(params.nbytes, len(plan.active), state_nbytes)
             plan.backend = backends.select(n_bytes, self.backend)
         plan.loops = {}
         plan.generation = config._generation

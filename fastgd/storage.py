@@ -308,7 +308,7 @@ def f32_to_bf16_bits_sr(x, seed, step, index):
     """
     u = _f32_bits(x)
     if (u & 0x7FFFFFFF) > 0x7F800000:
-        return np.uint16((u >> 16) | 0x0040)
+        return f32_to_bf16_bits(x)  # NaN: as to nearest
     r = np.int64(random_bits(seed, step, index))
     return np.uint16((u + (r >> 16)) >> 16)
 
@@ -435,10 +435,10 @@ def f32_to_f16_bits_sr(x, seed, step, index):
     u = _f32_bits(x)
     s = (u >> 16) & 0x8000
     a = u & 0x7FFFFFFF
-    r = np.int64(random_bits(seed, step, index))
     if a > 0x7F800000:
-        h = 0x7E00 | ((a >> 13) & 0x3FF)
-    elif a >= 0x47800000:
+        return np.uint16(_f16_round_int(x))  # NaN: as to nearest
+    r = np.int64(random_bits(seed, step, index))
+    if a >= 0x47800000:
         h = 0x7C00
     elif a >= 0x38800000:
         h = (a - 0x38000000 + (r >> 19)) >> 13
@@ -469,12 +469,6 @@ ELEMENT_FUNCTIONS: dict[str, Callable] = {
 }
 
 
-def _f16_bits_to_f32_int(u):
-    """:func:`f16_bits_to_f32` by integer operations only: what CUDA kernels
-    (and the simulator) run, whatever the CPU's F16C."""
-    return _f16_widen_int(u)
-
-
 def _f32_to_f16_bits_int(x):
     """:func:`f32_to_f16_bits` by integer operations only (CUDA kernels)."""
     return np.uint16(_f16_round_int(x))
@@ -485,7 +479,7 @@ def _f32_to_f16_bits_int(x):
 #: must not reach a CUDA kernel through numba's overload resolution, which
 #: shares the functions' types between the two targets.)
 _CUDA_ELEMENTS: dict[str, Callable] = {
-    "f16_bits_to_f32": _f16_bits_to_f32_int,
+    "f16_bits_to_f32": _f16_widen_int,
     "f32_to_f16_bits": _f32_to_f16_bits_int,
 }
 _register(_cpu_extending)

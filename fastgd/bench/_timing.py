@@ -70,10 +70,8 @@ def bytes_per_step(n: int, dtype, n_states: int, state_itemsize: int | None = No
         ``itemsize * n * (3 + 2 * n_states)``; 28 bytes per element for
         float32 Adam, 20 with 16-bit state.
     """
-    itemsize = np.dtype(dtype).itemsize
-    if state_itemsize is None:
-        return backends.traffic_bytes(itemsize * n, n_states)
-    return 3 * itemsize * n + 2 * n_states * state_itemsize * n
+    state_nbytes = None if state_itemsize is None else state_itemsize * n
+    return backends.traffic_bytes(np.dtype(dtype).itemsize * n, n_states, state_nbytes)
 
 
 def bench_hyperparameters(name: str) -> dict:

@@ -65,7 +65,6 @@ class NumpyArrays:
 
     #: the ``xk`` of ``callback(xk)``: a copy of the live parameters
     copy = staticmethod(np.copy)
-    empty_like = staticmethod(np.empty_like)
 
     def refuse(self, run, l1) -> None:
         """Every setting runs on NumPy arrays."""

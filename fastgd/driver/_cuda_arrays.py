@@ -43,27 +43,14 @@ class CudaArrays:
         out.copy_to_device(x)
         return out
 
-    def empty_like(self, x):
-        return _cuda().device_array_like(x)
-
     def start(self, x0, dtype):
         """A device copy of ``x0`` in ``dtype`` (``x0``'s own dtype by default:
         float32 or float64), checked finite."""
+        from fastgd import cuda as fastgd_cuda
         from fastgd.lbfgs._cuda import cast_to, dot_and_maxabs
 
         cuda = _cuda()
-        src = x0
-        if not type(x0).__module__.startswith("numba.cuda"):
-            if getattr(x0, "requires_grad", False):  # a torch tensor: its memory
-                src = x0.detach()
-            src = cuda.as_cuda_array(src)
-        if np.dtype(src.dtype) not in _checks.FLOAT_DTYPES:
-            raise TypeError(
-                f"x0 is a CUDA array of dtype {src.dtype}; a CUDA x0 must be float32 or "
-                "float64 (fastgd converts nothing on the device implicitly)"
-            )
-        if not src.is_c_contiguous():
-            raise TypeError("x0 is a CUDA array that is not C-contiguous; pass a contiguous copy")
+        src = fastgd_cuda.device_array(x0, "x0", writeable=False)  # only read: copied
         if src.size == 0:
             raise ValueError(
                 f"x0 is empty (shape {tuple(src.shape)}); it needs at least one parameter"

@@ -42,7 +42,7 @@ class _LbfgsRun(_Run):
         self._refuse()
         x = self.x
         self.hist = self.opt  # fastgd.lbfgs.History (arrays.optimizer made it)
-        self.xt = self.arrays.empty_like(x)  # trial points; swapped with x on acceptance
+        self.xt = self.arrays.buffer(x)  # trial points; swapped with x on acceptance
         self.gcur = self.hist.g  # the gradient at x, our copy (fun may reuse its array)
         self.maxls = self.hist.maxls
 
@@ -65,12 +65,10 @@ class _LbfgsRun(_Run):
 
     # -- the loop -----------------------------------------------------------------
 
-    def measure(self, point, work):
+    def gradient_measures(self, point, work):
         """``(finite, optimality, l2)`` of the gradient at ``x``, taken while
         copying it into the history's buffer (``self.gcur``), in one pass."""
         sumsq, big = self.hist.keep(work)
-        if self.g_first is None:
-            self.g_first = big
         return big < math.inf, big, math.sqrt(sumsq)
 
     def _full_batch(self):

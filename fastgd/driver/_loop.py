@@ -173,10 +173,14 @@ class _Run:
 
     def measure(self, point, work):
         """``(finite, optimality, l2)`` of a gradient; see :func:`_gradient_measures`."""
-        finite, optimality, l2 = self.arrays.measures(self, point, work)
+        finite, optimality, l2 = self.gradient_measures(point, work)
         if self.g_first is None:
             self.g_first = optimality
         return finite, optimality, l2
+
+    def gradient_measures(self, point, work):
+        """The measures themselves, from the arrays' namespace."""
+        return self.arrays.measures(self, point, work)
 
     # -- the pieces of a step ---------------------------------------------------
 

@@ -44,8 +44,9 @@ _axpy_scale, _scale, _step, _difference = (
 
 
 @cuda.jit(device=True)
-def _block_sum(sh, v):
-    """The block's sum of ``v`` (thread 0's value is valid), in a fixed tree."""
+def _block_reduce(sh, v, largest):
+    """The block's sum of ``v`` (or, ``largest``, its max; ``v >= 0``, no NaN),
+    in a fixed tree; thread 0's value is valid."""
     t, nt = cuda.threadIdx.x, cuda.blockDim.x
     sh[t] = v
     cuda.syncthreads()
@@ -55,25 +56,10 @@ def _block_sum(sh, v):
     s //= 2
     while s > 0:
         if t < s and t + s < nt:
-            sh[t] += sh[t + s]
-        cuda.syncthreads()
-        s //= 2
-    return sh[0]
-
-
-@cuda.jit(device=True)
-def _block_max(sh, v):
-    """The block's max of ``v`` (``v`` >= 0, no NaN), thread 0's valid."""
-    t, nt = cuda.threadIdx.x, cuda.blockDim.x
-    sh[t] = v
-    cuda.syncthreads()
-    s = 1
-    while s < nt:
-        s *= 2
-    s //= 2
-    while s > 0:
-        if t < s and t + s < nt and sh[t + s] > sh[t]:
-            sh[t] = sh[t + s]
+            if not largest:
+                sh[t] += sh[t + s]
+            elif sh[t + s] > sh[t]:
+                sh[t] = sh[t + s]
         cuda.syncthreads()
         s //= 2
     return sh[0]
@@ -94,7 +80,7 @@ def _pass_kernel(d, x, w, cx, sc, axpy, part):
         d[i] = t
         acc += np.float64(w[i]) * np.float64(t)
         i += stride
-    total = _block_sum(sh, acc)
+    total = _block_reduce(sh, acc, False)
     if cuda.threadIdx.x == 0:
         part[cuda.blockIdx.x, 0] = total
 
@@ -113,9 +99,9 @@ def _pair_kernel(t, d, gn, go, s, y, part):
         a += np.float64(si) * np.float64(yi)
         b += np.float64(yi) * np.float64(yi)
         i += stride
-    a = _block_sum(sh, a)
+    a = _block_reduce(sh, a, False)
     cuda.syncthreads()
-    b = _block_sum(sh, b)
+    b = _block_reduce(sh, b, False)
     if cuda.threadIdx.x == 0:
         part[cuda.blockIdx.x, 0] = a
         part[cuda.blockIdx.x, 1] = b
@@ -155,11 +141,11 @@ def _dm_kernel(g, d, out, copy, part):
         elif abs(u) > big:
             big = abs(u)
         i += stride
-    a = _block_sum(sh, a)
+    a = _block_reduce(sh, a, False)
     cuda.syncthreads()
-    big = _block_max(sh, big)
+    big = _block_reduce(sh, big, True)
     cuda.syncthreads()
-    nan = _block_sum(sh, nan)
+    nan = _block_reduce(sh, nan, False)
     if cuda.threadIdx.x == 0:
         part[cuda.blockIdx.x, 0] = a
         part[cuda.blockIdx.x, 1] = big

@@ -75,12 +75,24 @@ def hyperparameters(rule: str) -> dict:
     return {"momentum": 0.9} if rule == "sgd" else {}
 
 
+def np_dtype(dtype: str) -> np.dtype:
+    """``dtype`` as a NumPy dtype: ``"bfloat16"`` is ``ml_dtypes.bfloat16``."""
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
+
+
 def _random_block(n: int, dtype: str, count: int, seed: int) -> list[np.ndarray]:
     if bench is not None:
-        return bench.random_arrays(n, dtype, count, seed)
+        return bench.random_arrays(n, np_dtype(dtype), count, seed)
     rng = np.random.default_rng(seed)
     signs = (-1.0, 1.0)
-    return [(rng.uniform(0.1, 1.0, n) * rng.choice(signs, n)).astype(dtype) for _ in range(count)]
+    return [
+        (rng.uniform(0.1, 1.0, n) * rng.choice(signs, n)).astype(np_dtype(dtype))
+        for _ in range(count)
+    ]
 
 
 def arrays(n: int, dtype: str, count: int, seed: int = 0) -> list[np.ndarray]:
@@ -92,7 +104,7 @@ def arrays(n: int, dtype: str, count: int, seed: int = 0) -> list[np.ndarray]:
     """
     out = []
     for block in _random_block(min(n, _BLOCK), dtype, count, seed):
-        a = np.empty(n, dtype)
+        a = np.empty(n, block.dtype)
         for start in range(0, n, block.size):
             chunk = a[start : start + block.size]
             chunk[...] = block[: chunk.size]

@@ -12,6 +12,9 @@ import numbers
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: The 16-bit storage dtypes the optimizer classes also take (by name:
+#: ``ml_dtypes.bfloat16`` and NumPy's float16).
+LOW_DTYPE_NAMES = ("bfloat16", "float16")
 
 
 def is_cuda_array(x) -> bool:
@@ -27,12 +30,16 @@ def is_cuda_array(x) -> bool:
     return type(x).__module__.startswith("numba.cuda")
 
 
-def check_dtype(dtype, what: str) -> np.dtype:
+def check_dtype(dtype, what: str, low: bool = False) -> np.dtype:
+    """float32 or float64 (with ``low``, also bfloat16 and float16) or ``TypeError``."""
     dtype = np.dtype(dtype)
+    if low and dtype.name in LOW_DTYPE_NAMES:
+        return dtype
     if dtype not in FLOAT_DTYPES:
         kind = "complex" if dtype.kind == "c" else str(dtype)
+        also = " (or bfloat16, float16)" if low else ""
         raise TypeError(
-            f"{what} must be float32 or float64, got {kind}"
+            f"{what} must be float32 or float64{also}, got {kind}"
             + (" (complex numbers are not supported)" if dtype.kind == "c" else "")
         )
     return dtype
@@ -90,11 +97,12 @@ def real_array(value, what: str, dtype_error: type[Exception] = TypeError) -> np
     return arr if type(arr) is np.ndarray else arr.view(np.ndarray)
 
 
-def check_params(x, what: str = "params") -> np.ndarray:
+def check_params(x, what: str = "params", low: bool = False) -> np.ndarray:
     """Validate a host parameter (or state) array that will be updated in place;
-    return it as a plain ``ndarray`` (see :func:`host_array`)."""
+    return it as a plain ``ndarray`` (see :func:`host_array`). ``low``: accept
+    16-bit storage dtypes too."""
     x = host_array(x, what)
-    check_dtype(x.dtype, what)
+    check_dtype(x.dtype, what, low)
     if not x.flags.c_contiguous:
         raise TypeError(f"{what} must be C-contiguous; use np.ascontiguousarray first")
     if not x.flags.writeable:
@@ -114,7 +122,7 @@ def check_grad(g, params: np.ndarray, what: str = "grad") -> np.ndarray:
     g = host_array(g, what)
     if g.dtype != params.dtype:
         if g.dtype not in FLOAT_DTYPES:
-            check_dtype(g.dtype, what)
+            check_dtype(g.dtype, what, low=True)
         raise TypeError(
             f"{what} dtype {g.dtype} differs from params dtype {params.dtype}; "
             "fastgd never casts silently"

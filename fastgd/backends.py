@@ -48,8 +48,10 @@ class Storage:
     ``params``, ``grad``, ``state``: a :data:`STORAGE_KINDS` entry each (one
     for all state arrays); ``rounding``: the parameters' store, a
     :data:`ROUNDINGS` entry (``"stochastic"`` and ``"kahan"`` need 16-bit
-    parameters). Loops with ``"stochastic"`` take two more arguments after
-    the scalars, ``seed`` and ``step`` (integers); with ``"kahan"`` one more
+    parameters). Loops with ``"stochastic"`` take three more arguments after
+    the scalars, ``seed``, ``step`` and ``offset`` (integers: element ``i``
+    of the loop rounds with the counter ``(seed, step, offset + i)``, so a
+    slice of a larger buffer draws that buffer's numbers); with ``"kahan"`` one more
     array after the state arrays, the compensation buffer (the parameters'
     storage, zero at the start):
 
@@ -215,8 +217,8 @@ def _storage_fields(storage: Storage, target: str) -> dict:
     epilogue = "_epilogue(pi, L1_PROX, l1_thresh)"
     pre, p_in, kbuf, scalar_arg = "", _load(pk, "p[i]"), "", "c"
     if storage.rounding == "stochastic":
-        p_store = f"        p[i] = _sr_{pk}({epilogue}, seed, step, i)"
-        scalar_arg = "c, seed, step"
+        p_store = f"        p[i] = _sr_{pk}({epilogue}, seed, step, offset + i)"
+        scalar_arg = "c, seed, step, offset"
     elif storage.rounding == "kahan":
         pre, p_in, kbuf = f"        p0 = {p_in}\n", "p0", "kbuf, "
         p_store = _KAHAN_STORE.format(
@@ -392,7 +394,7 @@ def _compile_entry(rule, common, flags, active, backend, dtype, storage) -> Call
     scalars = types.UniTuple(types.float64, len(COMMON_SCALARS) + len(rule.scalars))
     state = (array(storage.state),) * len(active)
     kbuf = (array(storage.params),) if storage.rounding == "kahan" else ()
-    seed = (types.int64, types.int64) if storage.rounding == "stochastic" else ()
+    seed = (types.int64,) * 3 if storage.rounding == "stochastic" else ()
     signature = (array(storage.params), array(storage.grad, True), *state, *kbuf, scalars, *seed)
     module = loops(rule, common, flags, active, dtype, "cpu", storage)
     try:
@@ -441,13 +443,16 @@ def _ceiling_source(n_states: int, bits: bool = False) -> str:
     return src
 
 
-def traffic_bytes(params_nbytes: int, n_states: int, state_nbytes: int | None = None) -> int:
-    """Bytes one in-place step moves: params read and written, grad read, each
-    state (of ``state_nbytes``, by default ``params_nbytes``: 16-bit state is
-    half of float32 parameters) read and written: ``3 params_nbytes + 2
-    n_states state_nbytes``."""
+def traffic_bytes(params_nbytes: int, n_states: int, state_nbytes: int | None = None,
+                  kahan: bool = False) -> int:  # fmt: skip
+    """Bytes one in-place step moves: params read and written, grad (of the
+    parameters' dtype) read, each state (of ``state_nbytes``, by default
+    ``params_nbytes``: 16-bit state is half of float32 parameters) read and
+    written, and with ``kahan`` the compensation buffer (the parameters'
+    size) read and written: ``(3 + 2 kahan) params_nbytes + 2 n_states
+    state_nbytes``."""
     state_nbytes = params_nbytes if state_nbytes is None else state_nbytes
-    return 3 * params_nbytes + 2 * n_states * state_nbytes
+    return (3 + 2 * kahan) * params_nbytes + 2 * n_states * state_nbytes
 
 
 # -- serial or parallel: the one decision, fork-aware ---------------------------------

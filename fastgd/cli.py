@@ -24,6 +24,7 @@ import sys
 import warnings
 
 from fastgd import bench
+from fastgd.bench import kernels as bench_kernels
 
 BACKEND_CHOICES = ("auto", "serial", "parallel", "cuda")
 #: The largest element count ``--sizes`` accepts: beyond any machine's memory,
@@ -149,6 +150,10 @@ def _problems(text: str) -> list[str]:
     return _pick(text, "problems", PROBLEM_NAMES)
 
 
+def _roundings(text: str) -> list[str]:
+    return _pick(text, "roundings", bench_kernels.ROUNDINGS)
+
+
 def _positive_int(text: str) -> int:
     return _whole(text, 1)
 
@@ -211,7 +216,8 @@ def _add_bench(subparsers) -> None:
             "--startup times import + first step in fresh processes; "
             "--torch times fastgd.torch against torch.optim on real models (step and "
             "training iteration); --dask times fastgd.dask on a LocalCluster against one "
-            "process."
+            "process. --dtype bfloat16/float16 (with --rounding, --state-dtype) times 16-bit "
+            "storage against a ceiling with the same traffic and the same rule in float32."
         ),
     )
     p.add_argument("--rules", type=_rules, help="comma-separated rules (default: all)")
@@ -221,13 +227,26 @@ def _add_bench(subparsers) -> None:
         help=f"comma-separated element counts (1 to {bench.format_n(MAX_SIZE)}), or "
         "START:STOP:PER_DECADE (default 1e3,1e5,1e6,1e7; with --crossover 1e2:1e8:2)",
     )
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument(
+        "--dtype",
+        choices=bench_kernels.DTYPES,
+        default="float32",
+        help="params and grad (and state, unless --state-dtype); bfloat16/float16: the rule "
+        "table in 16-bit storage against a ceiling with the same traffic, the same rule in "
+        "float32 and torch.optim on 16-bit tensors (default float32)",
+    )
     p.add_argument(
         "--state-dtype",
-        choices=bench.STATE_DTYPES,
+        choices=bench_kernels.STATE_DTYPES,
         default=None,
-        help="the rule table with the optimizer state stored in 16 bits (float32 params), "
-        "against a ceiling with the same traffic and the same rule with float32 state",
+        help="store the optimizer state in another dtype: bfloat16/float16 with float32 params "
+        "(against the same rule with float32 state), float32 with --dtype bfloat16/float16",
+    )
+    p.add_argument(
+        "--rounding",
+        type=_roundings,
+        help="with --dtype bfloat16/float16: how params are stored, comma-separated, a row each: "
+        "nearest (default), kahan (compensation buffer), stochastic",
     )
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
     p.add_argument(
@@ -305,10 +324,13 @@ def _table(args, info) -> tuple[dict, str]:
         args.repeat or bench.DEFAULT_REPEAT,
         with_torch=not args.no_torch,
         progress=_progress,
-        state_dtype=args.state_dtype,
+        state_dtype=None if args.state_dtype == args.dtype else args.state_dtype,
+        rounding=args.rounding or "nearest",
     )
     columns = bench.bench_columns(
-        with_torch=info["torch"] is not None, state_dtype=args.state_dtype is not None
+        with_torch=info["torch"] is not None,
+        state_dtype=args.state_dtype not in (None, args.dtype),
+        dtype=args.dtype,
     )
     return {"rows": rows}, "\n\n".join(
         [bench.format_table(rows, args.markdown, columns), bench.bench_notes(rows)]
@@ -368,10 +390,34 @@ def _lbfgs(args, info) -> tuple[dict, str]:
 def _bench_conflict(args) -> str | None:
     """Why the flags of ``fastgd bench`` do not go together, or None."""
     modes = args.lbfgs or args.torch or args.dask or args.crossover or args.startup
-    if args.state_dtype and (modes or args.dtype != "float32" or args.backend == "cuda"):
+    low = args.dtype in bench_kernels.LOW_DTYPES
+    storage = low or args.state_dtype or args.rounding
+    if storage and (modes or args.backend == "cuda"):
+        flag = (
+            f"--dtype {args.dtype}" if low
+            else f"--state-dtype {args.state_dtype}" if args.state_dtype
+            else "--rounding"
+        )  # fmt: skip
         return (
-            "--state-dtype times the rule table with float32 params on the CPU; drop --dtype "
-            "float64, --backend cuda and the other modes"
+            f"{flag} times the CPU rule table; drop --backend cuda and --crossover, --startup, "
+            "--torch, --dask, --lbfgs"
+        )
+    if args.state_dtype and args.state_dtype != args.dtype:
+        if args.dtype == "float64":
+            return (
+                f"--state-dtype {args.state_dtype} with --dtype float64: 16-bit state goes with "
+                "float32 params, float32 state with bfloat16/float16 params"
+            )
+        if low and args.state_dtype != "float32":
+            return (
+                f"--state-dtype {args.state_dtype} with --dtype {args.dtype}: 16-bit params keep "
+                "their state in their own dtype (the default) or in float32"
+            )
+    if args.rounding and args.rounding != ["nearest"] and not low:
+        which = ",".join(r for r in args.rounding if r != "nearest")
+        return (
+            f"--rounding {which} rounds 16-bit params; add --dtype bfloat16 or float16 "
+            f"({args.dtype} params are stored as computed)"
         )
     if args.lbfgs and (args.rules or args.backend != "auto" or args.dtype != "float32"):
         return (

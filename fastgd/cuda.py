@@ -34,11 +34,16 @@ def _c_strides(shape, itemsize):
     return tuple(reversed(strides))
 
 
-def device_array(x, what: str = "params", writeable: bool = True):
+def device_array(x, what: str = "params", writeable: bool = True, low: bool = False):
     """A validated numba device-array view of the CUDA array ``x`` (zero-copy).
 
     ``writeable=False`` for an array that is only read (``minimize``'s
-    ``x0``, which it copies): a read-only array is then accepted.
+    ``x0``, which it copies): a read-only array is then accepted. ``low``:
+    accept float16 and bfloat16 too (16-bit storage). bfloat16 arrives as a
+    numba device array of ``ml_dtypes.bfloat16``, or through
+    ``__cuda_array_interface__`` as the untyped ``"<V2"`` that torch (and
+    ``ml_dtypes.bfloat16.dtype.str``) use: numba reads those bits as
+    ``uint16``, viewed as bfloat16.
 
     Raises
     ------
@@ -54,7 +59,7 @@ def device_array(x, what: str = "params", writeable: bool = True):
     if type(x).__module__.startswith("torch") and getattr(x, "requires_grad", False):
         x = x.detach()
     if _is_numba_device_array(x):
-        _checks.check_dtype(x.dtype, what)
+        _checks.check_dtype(x.dtype, what, low)
         if not x.is_c_contiguous():
             raise TypeError(f"{what} must be C-contiguous")
         return x
@@ -62,7 +67,11 @@ def device_array(x, what: str = "params", writeable: bool = True):
         cai = x.__cuda_array_interface__
     except (AttributeError, RuntimeError):
         raise TypeError(f"{what} must be a CUDA array, got {type(x).__name__}") from None
-    dtype = _checks.check_dtype(np.dtype(cai["typestr"]), what)
+    bf16 = low and cai["typestr"] == _BF16_TYPESTR
+    if bf16:
+        dtype = np.dtype(_bfloat16())
+    else:
+        dtype = _checks.check_dtype(np.dtype(cai["typestr"]), what, low)
     shape = tuple(cai["shape"])
     strides = cai.get("strides")
     if strides is not None and math.prod(shape) > 1:
@@ -70,12 +79,33 @@ def device_array(x, what: str = "params", writeable: bool = True):
             raise TypeError(f"{what} must be C-contiguous")
     if writeable and cai["data"][1]:
         raise TypeError(f"{what} is read-only; fastgd updates it in place")
+    if bf16:
+        return cuda.as_cuda_array(_Retyped(x, cai, "<u2")).view(dtype)
     return cuda.as_cuda_array(x)
 
 
-def flat_view(x, what: str = "params"):
+#: How ``__cuda_array_interface__`` carries bfloat16 (torch; ``ml_dtypes``'s ``dtype.str``).
+_BF16_TYPESTR = "<V2"
+
+
+def _bfloat16():
+    import ml_dtypes
+
+    return ml_dtypes.bfloat16
+
+
+class _Retyped:
+    """``x``'s ``__cuda_array_interface__`` with another ``typestr`` of the
+    same item size (keeps ``x`` alive: numba holds this object as the owner)."""
+
+    def __init__(self, x, cai: dict, typestr: str):
+        self.owner = x
+        self.__cuda_array_interface__ = {**cai, "typestr": typestr}
+
+
+def flat_view(x, what: str = "params", low: bool = False):
     """``device_array(x)`` reshaped to 1-D (a view)."""
-    arr = device_array(x, what)
+    arr = device_array(x, what, low=low)
     return arr.reshape(arr.size)
 
 
@@ -86,7 +116,7 @@ def flat_grad(g, shape: tuple, dtype: np.dtype):
             "grad is a host (NumPy) array but params live on the GPU; "
             "fastgd never copies between host and device silently"
         )
-    arr = device_array(g, "grad")
+    arr = device_array(g, "grad", low=True)
     if np.dtype(arr.dtype) != dtype:
         raise TypeError(f"grad dtype {arr.dtype} differs from params dtype {dtype}")
     if tuple(arr.shape) != shape:
@@ -148,21 +178,29 @@ def grid_size(n: int, threads_per_block: int | None = None) -> int:
 
 
 def kernel_launcher(opt, plan, flags):
-    """A callable ``(p, g, *states, scalars, stream)`` launching one configuration."""
-    module = backends.loops(opt.rule, plan.common, flags, plan.active, opt._dtype.name, "cuda")
+    """A callable ``(p, g, *states, scalars, *counter, stream)`` launching one
+    configuration; ``counter`` is ``(seed, step, offset)`` with stochastic
+    rounding, else empty (see :class:`fastgd.backends.Storage`)."""
+    storage, compute = opt._storage, opt._precision.compute
+    module = backends.loops(
+        opt.rule, plan.common, flags, plan.active, compute.name, "cuda", storage
+    )
     kernel = module.kernel
-    cast = opt._dtype.type
+    cast = compute.type
+    n_counter = 3 if storage.rounding == "stochastic" else 0
 
     def launch(p, g, *args):
-        *arrays, scalars, stream = args
         n = p.shape[0]
         if n == 0:
             return
-        # scalars already in the array's dtype: no float64 anywhere in the kernel
+        stream = args[-1]
+        counter = args[len(args) - 1 - n_counter : len(args) - 1]
+        *arrays, scalars = args[: len(args) - 1 - n_counter]
+        # scalars already in the compute dtype: no float64 anywhere in the kernel
         c = tuple(cast(x) for x in scalars)
         # the launch configuration is read at every launch (one read: grid and block agree)
         tpb = config.CUDA_THREADS_PER_BLOCK
-        kernel[grid_size(n, tpb), tpb, _stream(stream)](p, g, *arrays, c)
+        kernel[grid_size(n, tpb), tpb, _stream(stream)](p, g, *arrays, c, *counter)
 
     return launch
 

@@ -20,7 +20,7 @@ import inspect
 
 import numpy as np
 
-from fastgd import _checks
+from fastgd import _checks, _precision
 from fastgd.optimizers import OPTIMIZERS
 
 __all__ = list(OPTIMIZERS)
@@ -33,14 +33,22 @@ def _functional(name: str, cls):
     def update(params, grad, *, step: int, host: dict | None = None, backend: str = "auto",
                **kwargs) -> dict:  # fmt: skip
         _checks.integer("step (the number of this update)", step, 1)
-        if "state_dtype" in kwargs:
+        storage = [k for k in _precision.STORAGE_OPTIONS if k in kwargs]
+        if storage:
             raise TypeError(
-                f"fastgd.functional.{name} takes no state_dtype: it updates the state arrays "
-                "you pass, in the parameters' dtype (use the optimizer class for 16-bit state)"
+                f"fastgd.functional.{name} takes no {', '.join(storage)}: it updates the state "
+                "arrays you pass, in the parameters' dtype (use the optimizer class for 16-bit "
+                "storage)"
             )
+
         states = {k: kwargs.pop(k) for k in rule.states if k in kwargs}
         states = {k: v for k, v in states.items() if v is not None}
         opt = cls(params, backend=backend, **kwargs)
+        if opt._precision.bits:
+            raise TypeError(
+                f"fastgd.functional.{name} takes float32 or float64 params, got {opt._dtype}; "
+                "16-bit parameters are the optimizer classes' (fastgd.{cls.__name__})"
+            )
         needed = rule.active(opt)
         missing = [s for s in needed if s not in states]
         if missing:
@@ -87,7 +95,7 @@ def _functional(name: str, cls):
     params += [
         p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
         for n, p in init.parameters.items()
-        if n not in ("self", "params")
+        if n not in ("self", "params", *_precision.STORAGE_OPTIONS)
     ]
     params.append(inspect.Parameter("host", inspect.Parameter.KEYWORD_ONLY, default=None))
     update.__signature__ = inspect.Signature(params)

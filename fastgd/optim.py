@@ -7,13 +7,10 @@ from types import MappingProxyType, SimpleNamespace
 
 import numpy as np
 
-from fastgd import _checks, backends, config
+from fastgd import _checks, _precision, backends, config
+from fastgd._state_dict import STATE_FORMAT, StateDict  # noqa: F401 (STATE_FORMAT: public)
 from fastgd.rules import RULES, Rule
 
-STATE_FORMAT = "fastgd.state_dict/1"
-_STATE_DICT_FIELDS = (
-    "format", "rule", "dtype", "shape", "step", "hyperparameters", "state", "host",
-)  # fmt: skip
 BACKENDS = ("auto", "serial", "parallel", "cuda")
 
 
@@ -58,7 +55,7 @@ class Hyperparameter:
         obj.__dict__["_plan"] = None
 
 
-class Optimizer:
+class Optimizer(StateDict):
     """Base class: one parameter array, updated in place by one fused kernel.
 
     Subclasses set :attr:`rule` and declare their hyperparameters as
@@ -67,8 +64,13 @@ class Optimizer:
     Parameters
     ----------
     params : ndarray
-        C-contiguous, writeable float32 or float64 array of any shape (or a
-        CUDA array, see ``backend``). It is updated in place and kept by reference.
+        C-contiguous, writeable float32, float64, bfloat16 (``ml_dtypes``) or
+        float16 array of any shape (or a CUDA array, see ``backend``). It is
+        updated in place and kept by reference. 16-bit parameters (and their
+        gradients, which have the parameters' dtype) are loaded exactly into
+        float32, the rule's arithmetic runs in float32, and the new parameters
+        are stored rounded to nearest even (or as ``kahan`` /
+        ``stochastic_rounding`` say).
     backend : {"auto", "serial", "parallel", "cuda"}
         ``"serial"``: one-thread loop. ``"parallel"``: multi-threaded ``prange``
         loop. ``"cuda"``: grid-stride CUDA kernel on device arrays. ``"auto"``:
@@ -77,13 +79,33 @@ class Optimizer:
         ``"parallel"`` above.
     state_dtype : {None, "float32", "bfloat16", "float16"} or dtype, optional
         The state arrays' storage (read-only after construction). ``None``
-        (or the parameters' dtype): the parameters' dtype. ``"bfloat16"``
-        (``ml_dtypes.bfloat16``) or ``"float16"``: for float32 parameters on
-        the CPU; the loop loads each state element exactly into float32, runs
-        the rule's arithmetic in float32 and stores the new state rounded to
-        nearest even (NaN stays NaN, overflow gives inf), so a step moves
-        ``8 + 4 k`` bytes per element for ``k`` state arrays instead of
+        (or the parameters' dtype): the parameters' dtype. ``"float32"`` for
+        16-bit parameters. ``"bfloat16"`` (``ml_dtypes.bfloat16``) or
+        ``"float16"`` for float32 (or 16-bit) parameters; the loop loads each
+        state element exactly into float32, runs the rule's arithmetic in
+        float32 and stores the new state rounded to nearest even (NaN stays
+        NaN, overflow gives inf), so with float32 parameters a step moves
+        ``12 + 4 k`` bytes per element for ``k`` state arrays instead of
         ``12 + 8 k``. ``state`` and ``state_dict()`` hold the 16-bit arrays.
+        On CUDA, bfloat16 arrays are numba device arrays of
+        ``ml_dtypes.bfloat16`` or ``__cuda_array_interface__`` objects with
+        torch's bfloat16 typestr ``"<V2"``.
+    kahan : bool, default False
+        16-bit parameters only: keep a compensation buffer ``k`` (the
+        parameters' dtype, zero at the start, ``state["kahan_comp"]``) that
+        holds what rounding the parameters lost, as in the optimi library:
+        ``u = k + (p_new - p);  p = round(p + u);  k = round(u - (p - p_old))``.
+        Updates far below half an ulp of ``p``, which plain 16-bit storage
+        loses entirely, then accumulate. Costs one more 16-bit array of traffic.
+    stochastic_rounding : bool, default False
+        16-bit parameters only: round the new parameters up or down at
+        random, with the probability of each the fraction of the gap, so
+        the stored value is unbiased. The random bits are a hash of
+        ``(seed, step, element index)``: the same bits on every backend,
+        for every thread count, and after resuming from ``state_dict()``.
+    seed : int, optional
+        The stochastic rounding's seed, in ``[0, 2**63)`` (read-only; kept in
+        ``state_dict()``); default a random one drawn at construction.
 
     Notes
     -----
@@ -104,16 +126,20 @@ class Optimizer:
         "lr * l1 after the step (exact zeros).",
     )
 
-    def __init__(self, params, *, backend: str = "auto", state_dtype=None, **hyperparameters):
+    def __init__(self, params, *, backend: str = "auto", state_dtype=None, kahan=False,
+                 stochastic_rounding=False, seed=None, **hyperparameters):  # fmt: skip
         self._device = _checks.is_cuda_array(params)
         if self._device:
             from fastgd import cuda as _cuda
 
-            flat = _cuda.flat_view(params, "params")
+            flat = _cuda.flat_view(params, "params", low=True)
             array = None
         else:
-            array = _checks.check_params(params)
+            array = _checks.check_params(params, low=True)
             flat = array.reshape(-1)
+        precision = _precision.resolve(
+            np.dtype(flat.dtype), state_dtype, kahan, stochastic_rounding, seed
+        )
         _check_backend(backend)
         if backend == "cuda" and not self._device:
             raise TypeError(
@@ -139,7 +165,9 @@ class Optimizer:
         self._flat_params = flat
         self._shape = tuple(params.shape)
         self._dtype = np.dtype(flat.dtype)
-        self._state_dtype, self._storage = _state_storage(state_dtype, self._dtype, self._device)
+        self._precision = precision
+        self._state_dtype, self._storage = precision.state, precision.storage
+        self._loop_params = flat.view(np.uint16) if precision.bits else flat
         self._state: dict[str, np.ndarray] = {}
         self._flat_state: dict[str, np.ndarray] = {}
         self._host: dict[str, float | bool] = {}
@@ -166,6 +194,22 @@ class Optimizer:
     def state_dtype(self) -> np.dtype:
         """The state arrays' dtype (read-only: chosen at construction)."""
         return self._state_dtype
+
+    @property
+    def kahan(self) -> bool:
+        """Whether 16-bit parameters keep a Kahan compensation buffer (read-only)."""
+        return self._precision.kahan
+
+    @property
+    def stochastic_rounding(self) -> bool:
+        """Whether 16-bit parameters are stored with stochastic rounding (read-only)."""
+        return self._precision.stochastic
+
+    @property
+    def seed(self) -> int | None:
+        """The stochastic rounding's seed, None without it (read-only;
+        :meth:`load_state_dict` restores a checkpoint's)."""
+        return self._precision.seed
 
     @property
     def steps(self) -> int:
@@ -243,13 +287,16 @@ class Optimizer:
     def _state_array(self, name: str):
         arr = self._flat_state.get(name)
         if arr is None:
-            value = self.rule.initial(self, name)
+            if name == _precision.KAHAN:  # the compensation: the parameters' dtype, zero
+                value, dtype = 0.0, self._dtype
+            else:
+                value, dtype = self.rule.initial(self, name), self._state_dtype
             if self._device:
                 from fastgd import cuda as _cuda
 
-                full = _cuda.full(self._shape, value, self._dtype)
+                full = _cuda.full(self._shape, value, dtype)
             else:
-                full = np.full(self._shape, value, dtype=self._state_dtype)
+                full = np.full(self._shape, value, dtype=dtype)
             self._state[name] = full
             arr = self._flat_state[name] = full.reshape(full.size)
         return arr
@@ -269,18 +316,22 @@ class Optimizer:
         plan.hp = SimpleNamespace(**self.hyperparameters)
         plan.prepare = self.rule.prepare
         plan.common, plan.common_scalars = self._common()
-        _check_representable(plan.hp, plan.common_scalars, self._dtype)
+        _check_representable(plan.hp, plan.common_scalars, self._precision.compute)
         plan.active = self.rule.active(self)
-        states = tuple(self._state_array(name) for name in plan.active)
+        states = [self._state_array(name) for name in plan.active]
         if self._storage.state != "native":  # the loops read 16-bit storage as its bits
-            states = tuple(a.view(np.uint16) for a in states)
-        plan.states = states
+            states = [a.view(np.uint16) for a in states]
+        if self._precision.kahan:  # the loops take the compensation after the state
+            states.append(self._state_array(_precision.KAHAN).view(np.uint16))
+        plan.states = tuple(states)
         if self._device:
             plan.backend = "cuda"
         else:
             params = self._flat_params
             state_nbytes = params.size * self._state_dtype.itemsize
-            n_bytes = backends.traffic_bytes(params.nbytes, len(plan.active), state_nbytes)
+            n_bytes = backends.traffic_bytes(
+                params.nbytes, len(plan.active), state_nbytes, self._precision.kahan
+            )
             plan.backend = backends.select(n_bytes, self.backend)
         plan.loops = {}
         plan.generation = config._generation
@@ -293,7 +344,7 @@ class Optimizer:
 
             loop = _cuda.kernel_launcher(self, plan, flags)
         else:
-            dtype = self._dtype.name
+            dtype = self._precision.compute.name
             loop = backends.cpu_loop(
                 self.rule, plan.common, flags, plan.active, plan.backend, dtype, self._storage
             )
@@ -326,6 +377,8 @@ class Optimizer:
 
             g = _cuda.flat_grad(grad, self._shape, self._dtype)
             launch = (stream,)
+            if self._precision.bits:
+                g = g.view(np.uint16)
         else:
             if stream is not None:
                 raise TypeError("stream= applies to CUDA arrays only; params is a host array")
@@ -344,12 +397,16 @@ class Optimizer:
             else:
                 g = _checks.check_grad(grad, self._array)
             launch = ()
+            if self._precision.bits:  # the loops read 16-bit storage as its bits
+                g = g.view(np.uint16)
         plan = self._current_plan()
         t = self._steps + 1
         host = self._host.copy()
         flags, scalars = plan.prepare(plan.hp, t, host)
         loop = plan.loops.get(flags) or self._loop(plan, flags)
-        loop(self._flat_params, g, *plan.states, plan.common_scalars + scalars, *launch)
+        if self._precision.stochastic:  # the hash's counter: (seed, step, index)
+            launch = (self._precision.seed, t, 0, *launch)
+        loop(self._loop_params, g, *plan.states, plan.common_scalars + scalars, *launch)
         d = self.__dict__  # past __setattr__: this is the per-step path
         d["_host"] = host
         d["_steps"] = t
@@ -363,7 +420,8 @@ class Optimizer:
         updated in place; this optimizer's own step count and host state are
         not touched. ``grad`` must already be validated (1-D, C-contiguous,
         the parameters' dtype, size and memory kind, not overlapping them);
-        ``stream``: as in :meth:`step`, CUDA arrays only.
+        ``stream``: as in :meth:`step`, CUDA arrays only. Stochastic rounding
+        draws element ``i`` of the slice as element ``lo + i`` of the buffer.
         """
         plan = self._plan  # _current_plan(), inlined: this is the per-step path
         if plan is None or plan.generation != config._generation:
@@ -371,187 +429,23 @@ class Optimizer:
         flags, scalars = plan.prepare(plan.hp, t, host)
         loop = plan.loops.get(flags) or self._loop(plan, flags)
         launch = (stream,) if self._device else ()
-        params = self._flat_params
+        if self._precision.stochastic:
+            launch = (self._precision.seed, t, lo, *launch)
+        params = self._loop_params
+        if self._precision.bits:
+            grad = grad.view(np.uint16)
         if lo == 0 and hi == params.shape[0]:  # the whole buffer: no slices to make
             loop(params, grad, *plan.states, plan.common_scalars + scalars, *launch)
         else:
             states = [s[lo:hi] for s in plan.states]
             loop(params[lo:hi], grad[lo:hi], *states, plan.common_scalars + scalars, *launch)
 
-    # -- state ------------------------------------------------------------------
-
-    def state_dict(self) -> dict:
-        """A snapshot of the optimizer: plain NumPy arrays and Python scalars.
-
-        Returns
-        -------
-        dict
-            ``format``, ``rule``, ``dtype``, ``shape``, ``step`` (int),
-            ``hyperparameters``, ``state`` (name -> array copy, host NumPy even
-            for CUDA params) and ``host`` (rule scalars such as NAdam's
-            ``mu_product``). Loading it into an optimizer of the same rule,
-            shape and dtype and continuing gives bit-identical results.
-        """
-        if self._device:
-            from fastgd import cuda as _cuda
-
-            state = {k: _cuda.to_host(v) for k, v in self._state.items()}
-        else:
-            state = {k: v.copy() for k, v in self._state.items()}
-        return {
-            "format": STATE_FORMAT,
-            "rule": self.rule.name,
-            "dtype": self._dtype.name,
-            "shape": self._shape,
-            "step": self._steps,
-            "hyperparameters": self.hyperparameters,
-            "state": state,
-            "host": dict(self._host),
-        }
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Restore a snapshot made by :meth:`state_dict`.
-
-        Every field is validated before anything changes: on any error the
-        optimizer (parameters, state, step count, host scalars and
-        hyperparameters) is exactly as before the call.
-
-        Raises
-        ------
-        ValueError
-            Wrong format, rule, shape or step; unknown or missing fields,
-            state arrays or host scalars; bad hyperparameters.
-        TypeError
-            Wrong dtype, or a state entry that is not a NumPy array.
-        """
-        sd = state_dict
-        if not isinstance(sd, dict) or sd.get("format") != STATE_FORMAT:
-            raise ValueError(f"not a fastgd state dict (expected format {STATE_FORMAT!r})")
-        missing = set(_STATE_DICT_FIELDS) - set(sd)
-        if missing:
-            raise ValueError(f"state dict lacks {sorted(missing)}")
-        unknown = set(sd) - set(_STATE_DICT_FIELDS)
-        if unknown:
-            raise ValueError(f"state dict has unknown fields {sorted(unknown)}")
-        rule = self.rule
-        if sd["rule"] != rule.name:
-            raise ValueError(
-                f"state dict is for rule {sd['rule']!r}, this optimizer is {rule.name!r}"
-            )
-        dtype = self._dtype
-        try:
-            if not isinstance(sd["dtype"], (str, np.dtype)):
-                raise TypeError
-            sd_dtype = np.dtype(sd["dtype"])
-        except TypeError:
-            raise TypeError(f"state dict 'dtype' {sd['dtype']!r} is not a dtype") from None
-        if sd_dtype != dtype:
-            raise TypeError(f"state dict dtype {sd['dtype']} differs from params dtype {dtype}")
-        shape = sd["shape"]
-        if not (
-            isinstance(shape, (tuple, list))
-            and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape)
-            and tuple(shape) == self._shape
-        ):
-            raise ValueError(f"state dict shape {shape!r} != params shape {self._shape}")
-        step = _checks.integer("step", sd["step"], 0)
-        values = self._checked_hyperparameters(sd["hyperparameters"])
-        arrays = self._checked_state(sd["state"])
-        host = sd["host"]
-        if not isinstance(host, dict):
-            raise ValueError(f"state dict 'host' must be a dict, got {type(host).__name__}")
-        host = {name: self._checked_host(name, value) for name, value in host.items()}
-        # relations between hyperparameters and the state they need: try the new
-        # hyperparameters, and put the old ones back whatever happens
-        old = self.hyperparameters
-        self.__dict__.update(values)
-        try:
-            self._check_consistency()
-            active = rule.active(self)
-        finally:
-            self.__dict__.update(old)
-        if step == 0 and (arrays or host):
-            raise ValueError(
-                "state dict has step 0 but holds state "
-                f"{sorted(arrays) + sorted(host)}; state exists only after a step"
-            )
-        if step > 0:
-            lacking = [n for n in (*active, *rule.host) if n not in arrays and n not in host]
-            if lacking:
-                raise ValueError(
-                    f"state dict at step {step} lacks {lacking}, which {rule.name!r} with these "
-                    "hyperparameters keeps; loading it would silently restart that state"
-                )
-        # everything is valid: now change the optimizer
-        self.__dict__.update(values)
-        for name in list(self._state):
-            if name not in arrays:
-                del self._state[name], self._flat_state[name]
-        for name, arr in arrays.items():
-            target = self._state_array(name)  # existing arrays are reused in place
-            if self._device:
-                from fastgd import cuda as _cuda
-
-                _cuda.copy_to_device(arr, target)
-            else:
-                target[...] = arr.reshape(-1)
-        self._host = host
-        self._steps = step
-        self._plan = None
-
-    def _checked_hyperparameters(self, hp) -> dict:
-        if not isinstance(hp, dict):
-            raise ValueError(
-                f"state dict 'hyperparameters' must be a dict, got {type(hp).__name__}"
-            )
-        names = self.hyperparameter_names()
-        unknown = set(hp) - set(names)
-        if unknown:
-            raise ValueError(f"unknown hyperparameters {sorted(unknown)}")
-        missing = [n for n in names if n not in hp]
-        if missing:
-            raise ValueError(f"state dict lacks hyperparameters {missing}")
-        return {n: _find(type(self), n).check(n, hp[n]) for n in names}
-
-    def _checked_state(self, state) -> dict[str, np.ndarray]:
-        if not isinstance(state, dict):
-            raise ValueError(f"state dict 'state' must be a dict, got {type(state).__name__}")
-        arrays = {}
-        for name, arr in state.items():
-            if name not in self.rule.states:
-                raise ValueError(
-                    f"unknown state {name!r} for rule {self.rule.name!r} "
-                    f"(expected some of {self.rule.states})"
-                )
-            if not isinstance(arr, np.ndarray):
-                raise TypeError(f"state {name!r} must be a NumPy array, got {type(arr).__name__}")
-            arr = _checks.host_array(arr, f"state {name!r}")
-            if arr.dtype != self._state_dtype:
-                which = "state_dtype" if self._state_dtype != self._dtype else "params dtype"
-                raise TypeError(
-                    f"state {name!r} has dtype {arr.dtype}, expected {self._state_dtype} (this "
-                    f"optimizer's {which}); fastgd never changes a state's precision silently"
-                )
-            if arr.shape != self._shape:
-                raise ValueError(f"state {name!r} has shape {arr.shape}, expected {self._shape}")
-            arrays[name] = arr
-        return arrays
-
-    def _checked_host(self, name, value):
-        check = self.rule.host.get(name)
-        if check is None:
-            raise ValueError(
-                f"unknown host scalar {name!r} for rule {self.rule.name!r} "
-                f"(expected some of {tuple(self.rule.host)})"
-            )
-        return check(name, value)
-
     # -- copies -------------------------------------------------------------------
 
     def __getstate__(self) -> dict:
         # compiled loops and flat views are rebuilt, so copies update their own arrays
         state = self.__dict__.copy()
-        for key in ("_plan", "_flat_params", "_flat_state", "_array", "_root"):
+        for key in ("_plan", "_flat_params", "_loop_params", "_flat_state", "_array", "_root"):
             state.pop(key, None)
         return state
 
@@ -561,20 +455,26 @@ class Optimizer:
         if self._device:
             from fastgd import cuda as _cuda
 
-            self._flat_params = _cuda.flat_view(self._params, "params")
-            self._flat_state = {k: _cuda.flat_view(v, k) for k, v in self._state.items()}
+            self._flat_params = _cuda.flat_view(self._params, "params", low=True)
+            self._flat_state = {k: _cuda.flat_view(v, k, low=True) for k, v in self._state.items()}
             self._array = self._root = None
         else:
             self._array = _checks.host_array(self._params, "params")
             self._root = _checks.memory_root(self._array)
             self._flat_params = self._array.reshape(-1)
             self._flat_state = {k: v.reshape(-1) for k, v in self._state.items()}
+        flat = self._flat_params
+        self._loop_params = flat.view(np.uint16) if self._precision.bits else flat
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         state = ""
         if self._state_dtype != self._dtype:
             state = f", state_dtype={self._state_dtype.name}"
+        if self._precision.kahan:
+            state += ", kahan=True"
+        if self._precision.stochastic:
+            state += f", stochastic_rounding=True, seed={self._precision.seed}"
         return (
             f"{type(self).__name__}(params: {self._shape} {self._dtype.name}, "
             f"{hp}, backend={self.backend!r}{state})"
@@ -590,46 +490,6 @@ def _settable(cls) -> tuple[str, ...]:
 def _check_backend(backend) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"Invalid backend {backend!r} (expected one of {BACKENDS})")
-
-
-#: ``state_dtype`` names and the 16-bit storage kind of each (``fastgd.backends.Storage``).
-_STATE_KINDS = {"bfloat16": "bfloat16", "float16": "float16"}
-
-
-def _state_storage(value, dtype: np.dtype, device: bool):
-    """``(state dtype, backends.Storage)`` for ``state_dtype=value`` and
-    parameters of ``dtype``; refuses what the loops cannot store."""
-    if value is None:
-        return dtype, backends.NATIVE
-    if isinstance(value, str) and value == "bfloat16":
-        import ml_dtypes
-
-        value = ml_dtypes.bfloat16
-    if isinstance(value, bool):
-        value = object()  # np.dtype(True) is bool: refuse it below
-    try:
-        state = np.dtype(value)
-    except TypeError:
-        state = None
-    if state is None or not (state.kind == "f" or state.name == "bfloat16"):
-        raise TypeError(
-            'state_dtype must be None, "float32", "bfloat16" or "float16" (or the dtype), '
-            f"got {value!r}"
-        )
-    if state == dtype:
-        return dtype, backends.NATIVE
-    kind = _STATE_KINDS.get(state.name)
-    if kind is None or dtype != np.float32:
-        raise ValueError(
-            f"state_dtype={state.name} with {dtype.name} parameters: the state is stored in the "
-            "parameters' dtype, or in 16 bits (bfloat16, float16) for float32 parameters"
-        )
-    if device:
-        raise ValueError(
-            f"state_dtype={state.name} runs on the CPU for now; CUDA parameters keep their "
-            "state in their own dtype (state_dtype=None)"
-        )
-    return state, backends.Storage(state=kind)
 
 
 def _check_representable(hp: SimpleNamespace, common_scalars: tuple, dtype: np.dtype) -> None:
@@ -649,13 +509,6 @@ def _check_representable(hp: SimpleNamespace, common_scalars: tuple, dtype: np.d
             f"lr * weight_decay or lr * l1 overflows the {dtype} parameters; "
             "lower lr, weight_decay or l1"
         )
-
-
-def _find(cls, name):
-    for klass in cls.__mro__:
-        if name in vars(klass):
-            return vars(klass)[name]
-    raise KeyError(name)  # pragma: no cover
 
 
 def rule_of(cls) -> Rule:

@@ -45,16 +45,22 @@ _COMMON_DOC = """
     state_dtype : {None, "float32", "bfloat16", "float16"}, default None
         How the state arrays are stored: ``None`` in the parameters' dtype;
         a 16-bit dtype (``ml_dtypes.bfloat16`` or NumPy's float16) for
-        float32 parameters on the CPU, loaded exactly into float32 and stored
-        rounded to nearest even; see :class:`fastgd.optim.Optimizer`."""
+        float32 parameters, float32 for 16-bit ones; loaded exactly into
+        float32 and stored rounded to nearest even; see
+        :class:`fastgd.optim.Optimizer`.
+    kahan : bool, default False
+        16-bit parameters: a Kahan compensation buffer (``state["kahan_comp"]``)
+        keeps the updates that rounding would lose.
+    stochastic_rounding : bool, default False
+        16-bit parameters: unbiased stochastic rounding of the stored values,
+        reproducible from ``seed``.
+    seed : int, optional
+        The stochastic rounding's seed (random by default; in ``state_dict()``)."""
 
 
-def _hp(local_vars: dict) -> dict:
-    return {
-        k: v
-        for k, v in local_vars.items()
-        if k not in ("self", "params", "backend", "state_dtype", "__class__")
-    }
+def _arguments(local_vars: dict) -> dict:
+    """A constructor's arguments, for :class:`fastgd.optim.Optimizer`'s ``__init__``."""
+    return {k: v for k, v in local_vars.items() if k not in ("self", "params", "__class__")}
 
 
 def _doc(cls):
@@ -100,8 +106,9 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False, l1=0.0, l1_mode="subgradient",
-                 backend="auto", state_dtype=None):  # fmt: skip
-        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
+                 backend="auto", state_dtype=None, kahan=False,
+                 stochastic_rounding=False, seed=None):  # fmt: skip
+        super().__init__(params, **_arguments(locals()))
 
     def _check_consistency(self):
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
@@ -139,8 +146,9 @@ class Momentum(Optimizer):
     form = H(c.choice("heavy_ball", "ema"))
 
     def __init__(self, params, lr=1e-2, momentum=0.9, form="heavy_ball", *, maximize=False,
-                 l1=0.0, l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
-        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
+                 l1=0.0, l1_mode="subgradient", backend="auto", state_dtype=None, kahan=False,
+                 stochastic_rounding=False, seed=None):  # fmt: skip
+        super().__init__(params, **_arguments(locals()))
 
 
 @_doc
@@ -181,8 +189,8 @@ class Adagrad(Optimizer):
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, *, eps_inside_sqrt=False,
                  maximize=False, l1=0.0, l1_mode="subgradient", backend="auto",
-                 state_dtype=None):  # fmt: skip
-        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
+                 state_dtype=None, kahan=False, stochastic_rounding=False, seed=None):  # fmt: skip
+        super().__init__(params, **_arguments(locals()))
 
 
 @_doc
@@ -230,8 +238,9 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, *, eps_inside_sqrt=False, maximize=False, l1=0.0,
-                 l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
-        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
+                 l1_mode="subgradient", backend="auto", state_dtype=None, kahan=False,
+                 stochastic_rounding=False, seed=None):  # fmt: skip
+        super().__init__(params, **_arguments(locals()))
 
 
 @_doc
@@ -265,8 +274,9 @@ class Adadelta(Optimizer):
     weight_decay = H(c.nonnegative)
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False,
-                 l1=0.0, l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
-        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
+                 l1=0.0, l1_mode="subgradient", backend="auto", state_dtype=None, kahan=False,
+                 stochastic_rounding=False, seed=None):  # fmt: skip
+        super().__init__(params, **_arguments(locals()))
 
 
 @_doc
@@ -309,8 +319,9 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False, decoupled_weight_decay=False, l1=0.0,
-                 l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
-        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
+                 l1_mode="subgradient", backend="auto", state_dtype=None, kahan=False,
+                 stochastic_rounding=False, seed=None):  # fmt: skip
+        super().__init__(params, **_arguments(locals()))
 
 
 @_doc
@@ -336,10 +347,12 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, l1=0.0, l1_mode="subgradient",
-                 backend="auto", state_dtype=None):  # fmt: skip
+                 backend="auto", state_dtype=None, kahan=False,
+                 stochastic_rounding=False, seed=None):  # fmt: skip
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
                          decoupled_weight_decay=True, l1=l1, l1_mode=l1_mode,
-                         backend=backend, state_dtype=state_dtype)  # fmt: skip
+                         backend=backend, state_dtype=state_dtype, kahan=kahan,
+                         stochastic_rounding=stochastic_rounding, seed=seed)  # fmt: skip
 
     def _check_consistency(self):
         if not self.decoupled_weight_decay:
@@ -380,8 +393,8 @@ class Adamax(Optimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
                  maximize=False, l1=0.0, l1_mode="subgradient", backend="auto",
-                 state_dtype=None):  # fmt: skip
-        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
+                 state_dtype=None, kahan=False, stochastic_rounding=False, seed=None):  # fmt: skip
+        super().__init__(params, **_arguments(locals()))
 
 
 @_doc
@@ -422,8 +435,9 @@ class NAdam(Optimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  momentum_decay=4e-3, *, decoupled_weight_decay=False, maximize=False,
-                 l1=0.0, l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
-        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
+                 l1=0.0, l1_mode="subgradient", backend="auto", state_dtype=None, kahan=False,
+                 stochastic_rounding=False, seed=None):  # fmt: skip
+        super().__init__(params, **_arguments(locals()))
 
 
 @_doc
@@ -463,8 +477,9 @@ class RAdam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
                  decoupled_weight_decay=False, maximize=False, l1=0.0,
-                 l1_mode="subgradient", backend="auto", state_dtype=None):  # fmt: skip
-        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
+                 l1_mode="subgradient", backend="auto", state_dtype=None, kahan=False,
+                 stochastic_rounding=False, seed=None):  # fmt: skip
+        super().__init__(params, **_arguments(locals()))
 
 
 @_doc
@@ -498,8 +513,8 @@ class Lion(Optimizer):
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=1e-3, *,
                  maximize=False, l1=0.0, l1_mode="subgradient", backend="auto",
-                 state_dtype=None):  # fmt: skip
-        super().__init__(params, backend=backend, state_dtype=state_dtype, **_hp(locals()))
+                 state_dtype=None, kahan=False, stochastic_rounding=False, seed=None):  # fmt: skip
+        super().__init__(params, **_arguments(locals()))
 
 
 #: Optimizer class of every rule, by registry name.

@@ -35,7 +35,11 @@ numba 0.68), and one route gives the same bits on every target.
 Integer types are chosen so that nothing is ever promoted to float64: the
 conversions work on ``int64`` values holding 32-bit patterns (no overflow,
 so numba's ``nsw`` flags are safe), the hash on ``uint64`` values holding
-32-bit words, multiplied by ``uint64`` constants.
+32-bit words, whose ``fmix32`` rounds compiled code runs in 32-bit integers
+(an intrinsic, as the bitcasts: numba would widen ``uint32`` arithmetic to
+64 bits). The bfloat16 stores handle NaN with a select before their final
+shift, so a vectorized loop (AVX-512: 16 elements per instruction) narrows
+each value once, with one masked OR for the NaN case.
 """
 
 from __future__ import annotations
@@ -154,7 +158,8 @@ def _to_half_typer(typingctx, x):
 
 def _register(extending) -> None:
     """Register this module's functions with one target's ``extending`` module:
-    the two bitcasts as intrinsics, the rest callable from jit code as they are."""
+    the two bitcasts and the 32-bit ``fmix32`` as intrinsics, the rest callable
+    from jit code as they are."""
     to_bits = extending.intrinsic(_bits_typer)
     from_bits = extending.intrinsic(_from_bits_typer)
 
@@ -192,7 +197,15 @@ def _register(extending) -> None:
                 )
             return lambda x: half_out(x)
 
-    helpers = (_mix32, _f16_widen_int, _f16_round_int, *_CUDA_ELEMENTS.values())
+    mix32 = extending.intrinsic(_mix32_typer)
+
+    @extending.overload(_mix32, inline="always")
+    def _mix32_impl(h):
+        if not isinstance(h, types.Integer):
+            raise errors.TypingError(f"fastgd.storage: the hash takes an integer, got {h}")
+        return lambda h: mix32(h)
+
+    helpers = (_f16_widen_int, _f16_round_int, *_CUDA_ELEMENTS.values())
     for f in (*helpers, *ELEMENT_FUNCTIONS.values()):
         extending.register_jitable(inline="always")(f)
 
@@ -209,13 +222,36 @@ def _mix32(h):
     """MurmurHash3's ``fmix32`` finalizer, a bijection of 32-bit words.
 
     ``h ^= h >> 16; h *= 0x85EBCA6B; h ^= h >> 13; h *= 0xC2B2AE35; h ^= h >> 16``
-    (products modulo 2**32), on a uint64 holding the word.
+    (products modulo 2**32), on a uint64 holding the word (``h < 2**32``).
+    Compiled code runs it in 32-bit integers (:func:`_mix32_typer`: ``i32``
+    multiplies, ``vpmulld`` when vectorized, not 64-bit ones), with the same
+    result, a uint64.
     """
     h = h ^ (h >> np.uint64(16))
     h = (h * _FMIX1) & _M32
     h = h ^ (h >> np.uint64(13))
     h = (h * _FMIX2) & _M32
     return h ^ (h >> np.uint64(16))
+
+
+def _mix32_typer(typingctx, h):
+    """``uint64(integer)``: :func:`_mix32` of the low 32 bits of ``h``, in ``i32``."""
+
+    def codegen(context, builder, sig, args):
+        (value,) = args
+        i32 = ir.IntType(32)
+        if h.bitwidth > 32:
+            value = builder.trunc(value, i32)
+        elif h.bitwidth < 32:
+            value = builder.zext(value, i32)
+        for shift, factor in ((16, int(_FMIX1)), (13, int(_FMIX2))):
+            value = builder.xor(value, builder.lshr(value, ir.Constant(i32, shift)))
+            signed = factor - (1 << 32) if factor >= 1 << 31 else factor
+            value = builder.mul(value, ir.Constant(i32, signed))
+        value = builder.xor(value, builder.lshr(value, ir.Constant(i32, 16)))
+        return builder.zext(value, ir.IntType(64))
+
+    return types.uint64(h), codegen
 
 
 def random_bits(seed, step, index):
@@ -270,19 +306,19 @@ def f32_to_bf16_bits(x):
     With ``u`` the float32 bits: ``(u + 0x7FFF + ((u >> 16) & 1)) >> 16`` (a
     carry out of the fraction bumps the exponent, so the largest values round
     to the infinity exactly as IEEE RNE does, and the subnormals, which share
-    float32's exponent range, need nothing special). A NaN
-    (``u & 0x7FFFFFFF > 0x7F800000``) becomes ``(u >> 16) | 0x0040``: the quiet
-    bit is set, so a payload only in the low half cannot turn it into an
-    infinity; sign and top payload bits are kept.
+    float32's exponent range, need nothing special). A NaN (``x != x``)
+    becomes ``(u | 0x00400000) >> 16``: the quiet bit is set, so a payload
+    only in the low half cannot turn it into an infinity; sign and top
+    payload bits are kept. The NaN case is a select before the shift (one
+    masked OR where LLVM vectorizes), not a second result to narrow and blend.
 
     Returns
     -------
     uint16
     """
     u = _f32_bits(x)
-    if (u & 0x7FFFFFFF) > 0x7F800000:
-        return np.uint16((u >> 16) | 0x0040)
-    return np.uint16((u + 0x7FFF + ((u >> 16) & 1)) >> 16)
+    v = u | 0x00400000 if x != x else u + 0x7FFF + ((u >> 16) & 1)
+    return np.uint16(v >> 16)
 
 
 def f32_to_bf16_bits_sr(x, seed, step, index):
@@ -291,10 +327,11 @@ def f32_to_bf16_bits_sr(x, seed, step, index):
     ``(u + (r >> 16)) >> 16`` with ``r = random_bits(seed, step, index)``:
     the discarded low 16 bits ``f`` carry into the kept half with probability
     ``f / 2**16``, the fraction of the gap, so ``E[result] = x``. Exactly
-    representable values (``f = 0``) and infinities are unchanged; NaN is
-    handled as in :func:`f32_to_bf16_bits`. A finite ``x`` above the largest
-    bfloat16 (``0x7F7F``) rounds to the infinity with probability ``f / 2**16``,
-    the infinity taking the place of the next value, as in IEEE arithmetic.
+    representable values (``f = 0``) and infinities are unchanged; NaN gives
+    the same bits as :func:`f32_to_bf16_bits` (a select, as there). A finite
+    ``x`` above the largest bfloat16 (``0x7F7F``) rounds to the infinity with
+    probability ``f / 2**16``, the infinity taking the place of the next
+    value, as in IEEE arithmetic.
 
     Parameters
     ----------
@@ -307,10 +344,9 @@ def f32_to_bf16_bits_sr(x, seed, step, index):
     uint16
     """
     u = _f32_bits(x)
-    if (u & 0x7FFFFFFF) > 0x7F800000:
-        return f32_to_bf16_bits(x)  # NaN: as to nearest
     r = np.int64(random_bits(seed, step, index))
-    return np.uint16((u + (r >> 16)) >> 16)
+    v = u | 0x00400000 if x != x else u + (r >> 16)
+    return np.uint16(v >> 16)
 
 
 # -- float16 ----------------------------------------------------------------------

@@ -30,6 +30,19 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+@pytest.fixture
+def uncached(monkeypatch, tmp_path):
+    """Compile into a fresh folder without numba's disk cache (cached code can't
+    be inspected: its assembly is not the in-process compilation's)."""
+    from fastgd import backends, config, kernel_cache
+
+    monkeypatch.setattr(config, "CACHE", False)
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(kernel_cache, "_cache_dir", None)
+    monkeypatch.setattr(backends, "_modules", {})
+    monkeypatch.setattr(backends, "_entries", {})
+
+
 @pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
 def dtype(request):
     """Each supported parameter dtype."""

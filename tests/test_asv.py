@@ -29,13 +29,16 @@ from benchmarks import (  # noqa: E402
     compilation,
     dask_step,
     lbfgs,
+    low_precision,
     memory,
     minimize,
     step,
     torch_adapter,
 )
 
-MODULES = (ceiling, compilation, dask_step, lbfgs, memory, minimize, step, torch_adapter)
+MODULES = (
+    ceiling, compilation, dask_step, lbfgs, low_precision, memory, minimize, step, torch_adapter
+)  # fmt: skip
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 TWO_RULES = ["sgd", "adam"]
 
@@ -44,7 +47,9 @@ EXPECTED = {
     "time_step", "track_fraction_of_ceiling", "track_gbps", "track_speedup_vs_torch",
     "time_compile", "peakmem_step", "peakmem_arrays", "track_step_allocated_bytes",
     "time_minimize", "time_step_cuda", "track_step_time_vs_torch", "track_efficiency",
-    "track_overhead_vs_scipy",
+    "track_overhead_vs_scipy", "time_step_low_precision",
+    "track_low_precision_fraction_of_ceiling", "track_low_precision_gbps",
+    "track_speedup_vs_float32",
 }  # fmt: skip
 
 
@@ -102,6 +107,9 @@ def test_asv_discovers_the_suite():
     assert found["track_gbps"].unit == "GB/s"
     assert found["track_step_allocated_bytes"].unit == "bytes"
     assert found["track_step_time_vs_torch"].unit == "fraction of torch's time"
+    assert found["track_low_precision_fraction_of_ceiling"].unit == "fraction"
+    assert found["track_low_precision_gbps"].unit == "GB/s"
+    assert found["track_speedup_vs_float32"].unit == "x float32"
 
 
 @pytest.mark.parametrize("rule", TWO_RULES)
@@ -244,3 +252,59 @@ def test_lbfgs_overhead(monkeypatch):
     assert b.track_overhead_vs_scipy(10**6) == b.row["fastgd_s"] / b.row["scipy_s"] > 0
     # 3 timed iterations at a full ring of m = 10 pairs, after 12 warm-up iterations
     assert b.row["timed_iterations"] == 3 and b.row["nit"] == b.row["scipy_nit"] == 15
+
+
+def test_low_precision_storages():
+    """Issue 12's configurations: bf16 everything (three roundings), float16, and
+    float32 params with bf16 state, over every rule, both loops, overhead and bandwidth."""
+    assert low_precision.STORAGES == {
+        "bf16": ("bfloat16", None, "nearest"),
+        "bf16-kahan": ("bfloat16", None, "kahan"),
+        "bf16-stochastic": ("bfloat16", None, "stochastic"),
+        "f16": ("float16", None, "nearest"),
+        "f32-bf16-state": ("float32", "bfloat16", "nearest"),
+    }
+    assert low_precision.TimeStepLowPrecision.params == (
+        list(fastgd.OPTIMIZERS), list(low_precision.STORAGES), ["serial", "parallel"],
+        [10**3, 10**7],
+    )  # fmt: skip
+    assert low_precision.CeilingLowPrecision.params == (
+        list(fastgd.OPTIMIZERS),
+        list(low_precision.STORAGES),
+    )
+
+
+@pytest.mark.parametrize("storage", list(low_precision.STORAGES))
+def test_time_step_low_precision(storage):
+    dtype, state_dtype, rounding = low_precision.STORAGES[storage]
+    b = low_precision.TimeStepLowPrecision()
+    b.setup("adamw", storage, "serial", 1_000)
+    opt = b.opt
+    assert opt.params.dtype.name == dtype and b.grad.dtype == opt.params.dtype
+    assert opt.state_dtype.name == (state_dtype or dtype)
+    assert opt.kahan == (rounding == "kahan")
+    assert opt.stochastic_rounding == (rounding == "stochastic")
+    assert ("kahan_comp" in opt.state) == (rounding == "kahan")
+    before, steps = opt.params.copy(), opt.steps
+    b.time_step_low_precision("adamw", storage, "serial", 1_000)
+    assert opt.steps == steps + 1 == common.WARMUP_STEPS + 1
+    assert np.isfinite(opt.params.astype(np.float32)).all()
+    assert b.number == 1_000 and not np.array_equal(before, opt.params)
+    b.setup("adamw", storage, "serial", 1_000)  # asv re-runs setup: same objects
+    assert b.opt is opt
+
+
+@pytest.mark.parametrize("storage", ["bf16", "bf16-kahan", "f32-bf16-state"])
+def test_ceiling_low_precision(storage, small):
+    dtype, state_dtype, rounding = low_precision.STORAGES[storage]
+    b = low_precision.CeilingLowPrecision()
+    b.setup("adamw", storage)
+    row = b.row
+    assert (row["dtype"], row["state_dtype"], row["rounding"]) == (dtype, state_dtype, rounding)
+    assert b.track_low_precision_fraction_of_ceiling("adamw", storage) == row["ceiling_fraction"]
+    assert 0 < row["ceiling_fraction"] < 10 and b.track_low_precision_gbps("adamw", storage) > 0
+    assert b.track_speedup_vs_float32("adamw", storage) == row["x_f32"] > 0
+    # the bytes of the real storage: 2-byte params and grad (+ Kahan's buffer), 2-byte state
+    params, state = (2, 2) if dtype == "bfloat16" else (4, 2)
+    expected = backends.traffic_bytes(params * 1_000, 2, state * 1_000, rounding == "kahan")
+    assert row["bytes_per_step"] == expected

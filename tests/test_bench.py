@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import statistics
 
 import numpy as np
 import pytest
 
 import fastgd
-from fastgd import bench, cli
+from fastgd import backends, bench, cli
+from fastgd.bench import kernels
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 N = 1_000
@@ -20,7 +22,7 @@ ROW_KEYS = {
     "rule", "n", "dtype", "backend", "requested_backend", "hyperparameters", "n_states",
     "bytes_per_step", "time_s", "us_per_step", "gb_per_s", "ceiling_time_s",
     "ceiling_fraction", "torch_impl", "torch_time_s", "x_torch", "repeat",
-    "state_dtype", "x_f32_state",
+    "state_dtype", "x_f32_state", "rounding", "x_f32",
     "steps_per_sample", "samples_s",
 }  # fmt: skip
 
@@ -211,7 +213,37 @@ def test_cli_rejects_bad_arguments(capsys):
         (lambda: bench.run_bench(None, []), ValueError, "sizes is empty"),
         (lambda: bench.run_bench(None, [0]), ValueError, "sizes must be >= 1"),
         (lambda: bench.run_bench(None, [1e3]), TypeError, "sizes must be an integer"),
-        (lambda: bench.run_bench(None, [N], "float16"), TypeError, "dtype must be float32"),
+        (lambda: bench.run_bench(None, [N], "int8"), TypeError, "dtype must be float32"),
+        (
+            lambda: bench.run_bench(None, [N], "bfloat16", state_dtype="float16"),
+            ValueError,
+            "state_dtype=float16 with bfloat16 parameters",
+        ),
+        (
+            lambda: bench.run_bench(None, [N], state_dtype="float64"),
+            ValueError,
+            "state_dtype must be None or one of float32, bfloat16, float16",
+        ),
+        (
+            lambda: bench.run_bench(None, [N], "float64", state_dtype="float32"),
+            ValueError,
+            "state_dtype=float32 needs float32 parameters",
+        ),
+        (
+            lambda: bench.run_bench(None, [N], rounding="kahan"),
+            ValueError,
+            "rounding='kahan' rounds 16-bit parameters; float32",
+        ),
+        (
+            lambda: bench.run_bench(None, [N], "float16", rounding=["kahan", "up"]),
+            ValueError,
+            "rounding must be one of nearest, kahan, stochastic, got 'up'",
+        ),
+        (
+            lambda: bench.run_bench(None, [N], "float16", rounding=[]),
+            ValueError,
+            "rounding is empty",
+        ),
         (lambda: bench.run_bench(None, [N], "nonsense"), TypeError, "dtype must be float32"),
         (lambda: bench.run_bench(None, [N], backend="cuda"), ValueError, "bench_cuda"),
         (lambda: bench.run_bench(None, [N], repeat=0), ValueError, "repeat must be >= 1"),
@@ -271,5 +303,143 @@ def test_cli_state_dtype(capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "x f32 state" in out and "state_dtype=float16" in out
     assert main(["bench", "--state-dtype", "bfloat16", "--dtype", "float64"]) == 2
-    assert "--state-dtype times the rule table" in capsys.readouterr().err
+    assert "--state-dtype bfloat16 with --dtype float64" in capsys.readouterr().err
     assert main(["bench", "--state-dtype", "bfloat16", "--lbfgs"]) == 2
+
+
+# -- 16-bit storage: --dtype bfloat16/float16, --rounding, --state-dtype float32 ---------------
+
+LOW_CONFIGS = [  # dtype, state_dtype, rounding, bytes an element of Adam(W)
+    ("bfloat16", None, "nearest", 2 * 3 + 2 * 2 * 2),
+    ("bfloat16", None, "kahan", 2 * 5 + 2 * 2 * 2),
+    ("bfloat16", None, "stochastic", 2 * 3 + 2 * 2 * 2),
+    ("float16", None, "nearest", 2 * 3 + 2 * 2 * 2),
+    ("float16", None, "kahan", 2 * 5 + 2 * 2 * 2),
+    ("bfloat16", "float32", "nearest", 2 * 3 + 2 * 2 * 4),
+    ("float32", "bfloat16", "nearest", 4 * 3 + 2 * 2 * 2),
+]
+
+
+@pytest.mark.parametrize("dtype, state_dtype, rounding, per_element", LOW_CONFIGS)
+def test_low_precision_row_counts_the_real_storage(dtype, state_dtype, rounding, per_element):
+    n = 3_000
+    row = bench.measure_rule("adamw", n, dtype, repeat=2, with_torch=False, seed=3,
+                             state_dtype=state_dtype, rounding=rounding, **FAST)  # fmt: skip
+    assert set(row) == ROW_KEYS
+    assert (row["dtype"], row["state_dtype"], row["rounding"]) == (dtype, state_dtype, rounding)
+    assert row["n_states"] == 2  # Kahan's buffer is storage, not rule state
+    opt = fastgd.AdamW(bench.random_arrays(n, dtype, 1)[0], state_dtype=state_dtype,
+                       kahan=rounding == "kahan")  # fmt: skip
+    opt.step(opt.params.copy())
+    state_nbytes = opt.state["exp_avg"].nbytes
+    expected = backends.traffic_bytes(opt.params.nbytes, 2, state_nbytes, rounding == "kahan")
+    assert row["bytes_per_step"] == expected == per_element * n
+    assert row["gb_per_s"] == pytest.approx(expected / row["time_s"] / 1e9)
+    baseline = "float32 state" if dtype == "float32" else "float32"
+    assert set(row["samples_s"]) == {"fastgd", "ceiling", baseline}
+    assert row["x_f32"] == pytest.approx(
+        statistics.median(row["samples_s"][baseline]) / row["time_s"]
+    )
+    assert row["x_f32_state"] == (row["x_f32"] if dtype == "float32" else None)
+    assert _positive(row["ceiling_fraction"]) and row["torch_impl"] is None
+
+
+def test_storage_ceiling_moves_16_bit_arrays_as_bits():
+    """The 16-bit ceiling: integer add on the params' bits, xor on the states (uint16
+    for 16-bit state, uint32 for float32 state), one more array for Kahan."""
+    p, g = (a.view(np.uint16) for a in bench.random_arrays(N, "bfloat16", 2))
+    s16, s32 = np.arange(N, dtype=np.uint16), np.arange(N, dtype=np.uint32)
+    before = p.copy(), s16.copy(), s32.copy()
+    step = bench.ceiling_step(2, N, "float32", "parallel", arrays=[p, g, s16, s32])
+    step()  # two passes in all
+    np.testing.assert_array_equal(p, (before[0] + 2 * g.astype(np.int64)).astype(np.uint16))
+    np.testing.assert_array_equal(s16, before[1])  # xor 1, twice
+    np.testing.assert_array_equal(s32, before[2])
+    opt = fastgd.AdamW(np.ones(N, kernels._np_dtype("bfloat16")), kahan=True)
+    opt.step(np.ones(N, opt.params.dtype))
+    ceiling = kernels._storage_ceiling(opt, opt.params, opt.params.copy(), 2, "serial", 0)
+    arrays = ceiling.args
+    assert [a.dtype for a in arrays] == [np.uint16] * 5  # p, g, two states, Kahan's buffer
+    read, written = arrays, [a for a in arrays if a is not arrays[1]]  # g is only read
+    moved = sum(a.nbytes for a in read) + sum(a.nbytes for a in written)
+    assert moved == backends.traffic_bytes(2 * N, 2, 2 * N, kahan=True) == 18 * N
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed")
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_torch_runs_on_16_bit_tensors(dtype):
+    row = bench.measure_rule("adamw", N, dtype, repeat=1, rounding="kahan", **FAST)
+    assert row["torch_impl"] == "fused"  # torch 2.x: fused CPU AdamW takes bf16/f16
+    assert row["x_torch"] == pytest.approx(row["torch_time_s"] / row["time_s"])
+    assert _positive(row["x_torch"]) and "torch" in row["samples_s"]
+    import torch
+
+    params, grad = bench.random_arrays(8, dtype, 2)
+    tensor = kernels._tensor(torch, params)
+    assert tensor.dtype == getattr(torch, dtype)
+    np.testing.assert_array_equal(tensor.float().numpy(), params.astype(np.float32))
+    tensor += 1  # the same memory
+    np.testing.assert_array_equal(params.astype(np.float32), tensor.float().numpy())
+    assert bench.measure_rule("lion", N, dtype, repeat=1, **FAST)["x_torch"] is None
+
+
+def test_low_precision_without_torch_skips_cleanly(monkeypatch):
+    monkeypatch.setattr(kernels, "_import_torch", lambda: None)
+    row = bench.measure_rule("adamw", N, "bfloat16", repeat=1, **FAST)
+    assert row["torch_impl"] is row["torch_time_s"] is row["x_torch"] is None
+    assert "torch" not in row["samples_s"] and _positive(row["x_f32"])
+
+
+def test_low_precision_columns():
+    def headers(**kw):
+        return [c[0] for c in bench.bench_columns(**kw)]
+
+    assert headers(with_torch=True, dtype="bfloat16") == [
+        "rule", "N", "backend", "rounding", "us/step", "GB/s", "fraction of ceiling", "x f32",
+        "torch bf16 us", "x torch bf16",
+    ]  # fmt: skip
+    assert headers(with_torch=False, dtype="float16")[-2:] == ["fraction of ceiling", "x f32"]
+    assert headers(with_torch=True, dtype="float16")[-1] == "x torch f16"
+    assert headers(with_torch=True) == [c[0] for c in bench.BENCH_COLUMNS]
+
+
+def test_cli_low_precision(capsys, tmp_path):
+    path = tmp_path / "bench.json"
+    argv = ["bench", "--dtype", "bfloat16", "--rounding", "nearest,kahan,stochastic",
+            "--rules", "adamw,lion", "--sizes", "3000", "--repeat", "1", "--markdown",
+            "--json", str(path)]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    rows = _markdown_table(out)
+    assert rows[0][:8] == [
+        "rule", "N", "backend", "rounding", "us/step", "GB/s", "fraction of ceiling", "x f32",
+    ]  # fmt: skip
+    assert [r[:4:3] for r in rows[2:]] == [
+        [rule, rounding] for rule in ("adamw", "lion")
+        for rounding in ("nearest", "kahan", "stochastic")
+    ]  # fmt: skip
+    assert "dtype bfloat16" in out and "rounding: how the params are stored" in out
+    data = json.loads(path.read_text())
+    for row, cells in zip(data["rows"], rows[2:], strict=True):
+        kahan = row["rounding"] == "kahan"
+        n_states = 2 if row["rule"] == "adamw" else 1
+        expected = backends.traffic_bytes(2 * 3000, n_states, 2 * 3000, kahan)
+        assert row["bytes_per_step"] == expected
+        assert cells[5] == f"{expected / row['time_s'] / 1e9:.1f}"  # the GB/s printed
+        assert cells[7] == f"{row['x_f32']:.2f}"
+    if HAS_TORCH:
+        assert rows[0][8:] == ["torch bf16 us", "x torch bf16"]
+        assert rows[2][-1] != "-" and rows[-1][-1] == "-"  # lion: no torch equivalent
+
+
+def test_cli_low_precision_with_float32_state(capsys):
+    argv = ["bench", "--dtype", "float16", "--state-dtype", "float32", "--rules", "sgd",
+            "--sizes", "3000", "--repeat", "1", "--no-torch", "--json", "/dev/null"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "float32 state (4 bytes an element)" in out and "x torch" not in out
+    # --state-dtype equal to --dtype is the default, not a mode
+    argv = ["bench", "--dtype", "float16", "--state-dtype", "float16", "--rules", "sgd",
+            "--sizes", "3000", "--repeat", "1", "--no-torch"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "state in the same dtype" in capsys.readouterr().out

@@ -82,7 +82,10 @@ BENCH_BAD = [
     ("--repeat", "many", "expected a whole number >= 1, got 'many'"),
     ("--rules", "adam,nope", "unknown rules nope; choose from sgd, momentum"),
     ("--rules", ",", "no rules given; choose from sgd"),
-    ("--dtype", "float16", "invalid choice: 'float16'"),
+    ("--dtype", "int8", "invalid choice: 'int8'"),
+    ("--state-dtype", "float64", "invalid choice: 'float64'"),
+    ("--rounding", "fast", "unknown roundings fast; choose from nearest, kahan, stochastic"),
+    ("--rounding", ",", "no roundings given; choose from nearest"),
     ("--backend", "gpu", "invalid choice: 'gpu'"),
 ]
 
@@ -183,6 +186,25 @@ def test_conflicting_flags(capsys, nothing_runs):
         (["--startup", "--backend", "cuda"], "drop --backend cuda"),
         (["--startup", "--rules", "adam"], "drop --rules and --sizes"),
         (["--startup", "--sizes", "1e3"], "drop --rules and --sizes"),
+        # 16-bit storage: the CPU rule table only, with storage that some optimizer has
+        (["--dtype", "bfloat16", "--backend", "cuda"], "--dtype bfloat16 times the CPU rule"),
+        (["--dtype", "float16", "--crossover"], "--dtype float16 times the CPU rule table"),
+        (["--dtype", "bfloat16", "--torch"], "drop --backend cuda and --crossover"),
+        (["--state-dtype", "float16", "--dask"], "--state-dtype float16 times the CPU rule"),
+        (["--rounding", "kahan", "--lbfgs"], "--rounding times the CPU rule table"),
+        (
+            ["--dtype", "bfloat16", "--state-dtype", "float16"],
+            "--state-dtype float16 with --dtype bfloat16: 16-bit params keep their state",
+        ),
+        (
+            ["--dtype", "float64", "--state-dtype", "float32"],
+            "--state-dtype float32 with --dtype float64",
+        ),
+        (["--rounding", "kahan"], "--rounding kahan rounds 16-bit params; add --dtype bfloat16"),
+        (
+            ["--dtype", "float64", "--rounding", "nearest,stochastic"],
+            "--rounding stochastic rounds 16-bit params",
+        ),
     ]:
         assert cli.main(["bench", *argv]) == 2
         assert message in capsys.readouterr().err

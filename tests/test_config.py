@@ -310,7 +310,7 @@ def test_cuda_launch_reads_the_launch_configuration_each_time(restore, monkeypat
 
     monkeypatch.setattr(backends, "loops", lambda *a, **k: SimpleNamespace(kernel=Kernel()))
     monkeypatch.setattr(fastgd_cuda, "_sm_count", 2)
-    opt = SimpleNamespace(rule=fastgd.RULES["sgd"], _dtype=np.dtype(np.float32))
+    opt = fastgd.SGD(np.zeros(4, np.float32))  # what the launcher reads: rule, storage
     plan = SimpleNamespace(common=(False,) * 5, active=())
     launch = fastgd_cuda.kernel_launcher(opt, plan, ())
     p = SimpleNamespace(shape=(100_000,))

@@ -12,21 +12,11 @@ import numpy as np
 import pytest
 
 import fastgd
-from fastgd import backends, config, kernel_cache
+from fastgd import backends
 from fastgd.rules import RULES
 
 F64_ARITH = re.compile(r"\b(fadd|fsub|fmul|fdiv|frem)\b[^\n]*\bdouble\b|\bfpext\b|@llvm\.\w+\.f64")
 VECTOR_F32 = re.compile(r"<(4|8|16) x float>")
-
-
-@pytest.fixture
-def uncached(monkeypatch, tmp_path):
-    """Compile into a fresh folder without numba's disk cache (cached code can't be inspected)."""
-    monkeypatch.setattr(config, "CACHE", False)
-    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(kernel_cache, "_cache_dir", None)
-    monkeypatch.setattr(backends, "_modules", {})
-    monkeypatch.setattr(backends, "_entries", {})
 
 
 def _serial_dispatcher(name: str, dtype, **hp):

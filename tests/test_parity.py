@@ -135,10 +135,11 @@ def test_reference_defaults_are_torch(rule):
 
 @pytest.mark.parametrize("rule", sorted(fastgd.OPTIMIZERS))
 def test_cases_cover_every_option(rule):
-    """Each constructor argument is set by at least one case (``state_dtype``,
-    a storage choice, has its own tests for every rule: test_state_dtype.py)."""
+    """Each constructor argument is set by at least one case (the storage
+    choices have their own tests for every rule: test_state_dtype.py,
+    test_low_precision.py)."""
     cls = fastgd.OPTIMIZERS[rule]
-    skip = {"self", "params", "backend", "state_dtype"}
+    skip = {"self", "params", "backend", "state_dtype", "kahan", "stochastic_rounding", "seed"}
     options = set(inspect.signature(cls.__init__).parameters) - skip
     used = {name for hp in CASES[rule] for name in hp}
     assert options <= used, f"{rule}: no case sets {sorted(options - used)}"

@@ -215,6 +215,77 @@ def test_plain_python_matches_compiled():
         assert np.array_equal(np.array(python, np.uint16), compiled), name
 
 
+def test_nan_bits_are_exact():
+    """Every NaN: ``(u >> 16) | 0x0040`` exactly (quiet bit set, sign and top
+    payload kept), to nearest and stochastically, compiled and plain."""
+    payload = np.array([1, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x3F8000, 0x3FFFFF, 0x400000,
+                        0x7F7FFF, 0x7FFFFF], np.uint32)  # fmt: skip
+    u = np.concatenate([0x7F800000 | payload, 0xFF800000 | payload])
+    x = u.view(np.float32)
+    expected = ((u >> 16) | 0x0040).astype(np.uint16)
+    assert np.array_equal(_apply(round_bf16, x, np.uint16), expected)
+    assert np.array_equal(_apply(SR["bf16", False], x, np.uint16, SEED, STEP), expected)
+    assert np.array_equal(np.array([storage.f32_to_bf16_bits(v) for v in x]), expected)
+    python_sr = [storage.f32_to_bf16_bits_sr(v, SEED, STEP, i) for i, v in enumerate(x)]
+    assert np.array_equal(np.array(python_sr, np.uint16), expected)
+
+
+def _fmix32_reference(h):
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+def _random_bits_reference(seed, step, index):
+    """:func:`fastgd.storage.random_bits` as documented, on Python integers."""
+    h = 0x9E3779B9
+    for word in (seed, step, index):
+        h = _fmix32_reference(h ^ (word & 0xFFFFFFFF))
+        h = _fmix32_reference(h ^ (word >> 32))
+    return h
+
+
+RANDOM_BITS = _cpu("random_bits")
+
+
+@numba.njit(error_model="numpy")
+def _random_bits_compiled(seed, step, offset, out):
+    for i in range(out.shape[0]):
+        out[i] = RANDOM_BITS(seed, step, offset + i)
+
+
+@pytest.mark.parametrize(
+    "seed, step, index, bits",
+    [(0, 0, 0, 0xE88CF1A4), (1234, 7, 0, 0x60102353), (1234, 7, 2**32 + 5, 0xC8AFD503),
+     (2**64 - 1, 2**64 - 1, 2**64 - 1, 0xDDBBF5D1), (2**40 + 1234, 2**33 + 7, 12345, 0xA4A39995)],
+)  # fmt: skip
+def test_random_bits_are_pinned(seed, step, index, bits):
+    """The hash's output never changes (checkpointed runs replay the same
+    roundings): the documented formula, plain Python and compiled (32-bit
+    ``fmix32`` there), vectorized loops across the 2**32 index boundary."""
+    assert _random_bits_reference(seed, step, index) == bits
+    assert storage.random_bits(seed, step, index) == bits
+    if seed < 2**63 and step < 2**63:
+        offset = max(index - 40, 0) if index < 2**63 else 2**32 - 40
+        out = np.empty(80, np.uint64)
+        _random_bits_compiled(seed, step, offset, out)
+        ref = [_random_bits_reference(seed, step, offset + i) for i in range(80)]
+        assert out.tolist() == ref
+
+
+def test_compiled_hash_multiplies_in_32_bits():
+    """``fmix32`` is ``i32`` arithmetic in the compiled code: its constants
+    appear as ``i32`` (signed), never as 64-bit multipliers."""
+    kernel = _scale_kernel(*CASES["bf16_sr"])
+    sig = (types.Array(types.uint16, 1, "C", readonly=True), types.Array(types.uint16, 1, "C"))
+    kernel.compile(sig)
+    llvm = kernel.inspect_llvm(sig)
+    assert "-2048144789" in llvm and "-1028477387" in llvm  # 0x85EBCA6B, 0xC2B2AE35
+    assert "2246822507" not in llvm and "3266489909" not in llvm
+
+
 def test_float64_input_is_a_typing_error():
     @numba.njit
     def f(x):

@@ -147,7 +147,7 @@ def sgd_run(storage, steps, n=512, lr=1e-4, seed=7):
         if storage.rounding == "kahan":
             h.step(storage, "serial", [p, g, k])
         elif storage.rounding == "stochastic":
-            h.step(storage, "serial", [p, g], extra=(seed, t + 1))
+            h.step(storage, "serial", [p, g], extra=(seed, t + 1, 0))
         else:
             h.step(storage, "serial", [p, g])
     return widened(p, "bfloat16").astype(np.float64), widened(k, "bfloat16")
@@ -196,7 +196,7 @@ def test_storage_spec_refuses_nonsense():
                        storage=Storage("bfloat16"))  # fmt: skip
 
 
-def test_stored_adam_loop_has_no_call_per_element():
+def test_stored_adam_loop_has_no_call_per_element(uncached):
     """The conversions are inlined: the serial bf16 Adam loop calls nothing but
     what the float32 loop calls."""
     h = Harness("adam", {})

@@ -49,7 +49,9 @@ BENCH_HYPERPARAMETERS: dict[str, dict] = {"sgd": {"momentum": 0.9}}
 # -- accounting ---------------------------------------------------------------
 
 
-def bytes_per_step(n: int, dtype, n_states: int, state_itemsize: int | None = None) -> int:
+def bytes_per_step(
+    n: int, dtype, n_states: int, state_itemsize: int | None = None, kahan: bool = False
+) -> int:
     """Bytes one in-place step moves: params read+write, grad read, states read+write.
 
     Parameters
@@ -57,21 +59,38 @@ def bytes_per_step(n: int, dtype, n_states: int, state_itemsize: int | None = No
     n : int
         Number of elements.
     dtype : dtype-like
-        ``float32`` or ``float64``.
+        The parameters' (and gradient's) dtype: ``float32``, ``float64``,
+        ``bfloat16`` or ``float16``.
     n_states : int
-        Number of state arrays the configuration uses (``len(opt.state)``).
+        Number of state arrays of the rule (``len(opt.state)``, less the
+        Kahan compensation buffer).
     state_itemsize : int, optional
         Bytes per state element when the state is stored in another dtype
-        (``state_dtype``: 2 for bfloat16/float16); default ``dtype``'s.
+        (``state_dtype``: 2 for bfloat16/float16, 4 for float32 state of
+        16-bit parameters); default ``dtype``'s.
+    kahan : bool
+        The compensation buffer of ``kahan=True`` (the parameters' dtype) is
+        read and written too.
 
     Returns
     -------
     int
-        ``itemsize * n * (3 + 2 * n_states)``; 28 bytes per element for
-        float32 Adam, 20 with 16-bit state.
+        :func:`fastgd.backends.traffic_bytes`: ``itemsize * n * (3 + 2 *
+        n_states)`` when everything has one dtype; 28 bytes per element for
+        float32 Adam, 20 with 16-bit state, 14 for bfloat16 Adam, 18 with Kahan.
     """
     state_nbytes = None if state_itemsize is None else state_itemsize * n
-    return backends.traffic_bytes(np.dtype(dtype).itemsize * n, n_states, state_nbytes)
+    params_nbytes = _np_dtype(dtype).itemsize * n
+    return backends.traffic_bytes(params_nbytes, n_states, state_nbytes, kahan)
+
+
+def _np_dtype(dtype) -> np.dtype:
+    """``dtype`` as a NumPy dtype; the name ``"bfloat16"`` is ``ml_dtypes.bfloat16``."""
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
 
 
 def bench_hyperparameters(name: str) -> dict:
@@ -83,7 +102,9 @@ def random_arrays(n: int, dtype, count: int, seed: int = 0) -> list[np.ndarray]:
     """``count`` random arrays of ``n`` elements with magnitudes in [0.1, 1), no zeros.
 
     Zeros (or denormals) would take slow paths in some rules and flatter others.
+    ``dtype`` may be ``"bfloat16"`` (``ml_dtypes.bfloat16``) or ``"float16"``.
     """
+    dtype = _np_dtype(dtype)
     rng = np.random.default_rng(seed)
     arrays = []
     for _ in range(count):
@@ -257,7 +278,9 @@ def ceiling_step(
     backend : {"serial", "parallel"}
     arrays : list of ndarray, optional
         ``[p, g, *states]`` to run on (``p`` and the states are modified);
-        random ones by default.
+        random ones by default. Unsigned-integer arrays stand for 16-bit
+        storage passed as its bits (``p`` and ``g`` as ``uint16`` get an
+        integer add; states, ``uint16`` or ``uint32``, get ``s ^= 1``).
     seed : int
         Seed of the random arrays.
 
@@ -273,7 +296,9 @@ def ceiling_step(
     dtype = str(np.dtype(dtype))
     if arrays is None:
         arrays = random_arrays(n, dtype, 2 + n_states, seed)
-    bits = any(a.dtype == np.uint16 for a in arrays)  # 16-bit state, as its bits
+    # 16-bit storage as its bits (uint16; float32 state of 16-bit params as uint32):
+    # the states get ``s ^= 1``
+    bits = any(a.dtype.kind == "u" for a in arrays)
     dispatcher = getattr(backends.ceiling_loops(n_states, bits), backend)
     # each array in its own dtype: 16-bit state (as uint16) moves 2 bytes an element
     signature = tuple(types.Array(numba.from_dtype(a.dtype), 1, "C") for a in arrays)
@@ -308,11 +333,13 @@ def _import_torch():
     return torch
 
 
-def _optimizer(name, params, backend="auto", hyperparameters=None, state_dtype=None):
+def _optimizer(name, params, backend="auto", hyperparameters=None, state_dtype=None, **storage):
+    """``fastgd.OPTIMIZERS[name]`` with the bench's hyperparameters (or these) and
+    storage options (``kahan``, ``stochastic_rounding``, ``seed``)."""
     if hyperparameters is None:
         hyperparameters = bench_hyperparameters(name)
     cls = fastgd.OPTIMIZERS[name]
-    return cls(params, backend=backend, state_dtype=state_dtype, **hyperparameters)
+    return cls(params, backend=backend, state_dtype=state_dtype, **storage, **hyperparameters)
 
 
 def blas_thread_settings() -> dict[str, str]:
@@ -369,7 +396,7 @@ def machine_info(dtype="float32", with_torch: bool = True) -> dict:
         "fastgd": fastgd.__version__,
         "torch": None,
         "torch_threads": None,
-        "dtype": str(np.dtype(dtype)),
+        "dtype": str(_np_dtype(dtype)),
         "parallel_min_bytes": config.PARALLEL_MIN_BYTES,
         "load_average": _load_average(),
         "cpu_at_start": _cpu_snapshot(),
@@ -487,7 +514,7 @@ BENCH_COLUMNS = (
 )
 
 
-_LEFT = {"rule", "backend", "auto ran", "process", "model", "torch impl"}
+_LEFT = {"rule", "backend", "rounding", "auto ran", "process", "model", "torch impl"}
 
 
 def format_table(rows: list[dict], markdown: bool = False, columns=BENCH_COLUMNS) -> str:

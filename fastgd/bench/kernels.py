@@ -4,6 +4,12 @@ A step of a rule with ``k`` state arrays reads params, grad and the ``k``
 states and writes params and the states, ``itemsize * N * (3 + 2 k)`` bytes
 (:func:`~fastgd.bench.bytes_per_step`); the ceiling is a loop moving the same
 bytes with no arithmetic (:func:`~fastgd.bench.ceiling_step`).
+
+With 16-bit storage (``dtype="bfloat16"``/``"float16"``: params, grad and by
+default state; or ``state_dtype``) the bytes are counted in the real storage
+and the ceiling moves the same 16-bit arrays; the same rule in float32 joins
+the interleaved samples, so the speed-up of the storage is measured, not
+inferred.
 """
 
 from __future__ import annotations
@@ -23,11 +29,11 @@ from fastgd.bench._timing import (
     MIN_SAMPLE_TIME,
     _check_backend,
     _check_count,
-    _check_dtype,
     _check_rule,
     _check_rules,
     _check_sizes,
     _import_torch,
+    _np_dtype,
     _optimizer,
     bytes_per_step,
     ceiling_step,
@@ -52,6 +58,20 @@ TORCH_OPTIMIZERS = {
     "nadam": "NAdam",
     "radam": "RAdam",
 }
+
+#: ``--dtype`` choices of ``fastgd bench``: the parameters', gradient's and
+#: (unless ``state_dtype`` says otherwise) state's dtype.
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+#: The 16-bit parameter dtypes (float32 arithmetic inside the loop).
+LOW_DTYPES = ("bfloat16", "float16")
+#: ``--state-dtype`` choices: 16-bit state for float32 params, float32 state
+#: for 16-bit params.
+STATE_DTYPES = ("float32", "bfloat16", "float16")
+#: ``--rounding`` choices: how 16-bit parameters are stored after the float32
+#: update (to nearest even, with a Kahan compensation buffer, stochastically).
+ROUNDINGS = ("nearest", "kahan", "stochastic")
+#: Short names of the dtypes in column headers.
+_SHORT = {"float32": "f32", "float64": "f64", "bfloat16": "bf16", "float16": "f16"}
 
 #: fastgd-only hyperparameters and the value at which they do nothing, so the
 #: configuration equals torch's.
@@ -106,7 +126,8 @@ def torch_step(
         fastgd rule name.
     params, grad : ndarray
         Arrays to wrap with ``torch.from_numpy`` (``params`` is modified;
-        pass copies).
+        pass copies); ``ml_dtypes.bfloat16`` arrays become ``torch.bfloat16``
+        tensors on the same memory.
     hyperparameters : dict
         All hyperparameters of the fastgd optimizer.
 
@@ -123,8 +144,8 @@ def torch_step(
     torch = _import_torch()
     cls_name, kwargs = equivalent
     cls = getattr(torch.optim, cls_name)
-    tensor = torch.from_numpy(params).requires_grad_()
-    tensor.grad = torch.from_numpy(grad)
+    tensor = _tensor(torch, params).requires_grad_()
+    tensor.grad = _tensor(torch, grad)
     for impl, extra in (
         ("fused", {"fused": True}),
         ("foreach", {"foreach": True}),
@@ -139,6 +160,13 @@ def torch_step(
             opt.step()
         return opt.step, impl
     return None  # pragma: no cover - the for-loop implementation always runs
+
+
+def _tensor(torch, array: np.ndarray):
+    """``array`` as a tensor on its memory (bfloat16 through its ``uint16`` bits)."""
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.view(np.uint16)).view(torch.bfloat16)
+    return torch.from_numpy(array)
 
 
 def torch_time(
@@ -156,7 +184,7 @@ def torch_time(
     missing or lacks the rule.
     """
     if hyperparameters is None:
-        hyperparameters = _optimizer(name, np.ones(1, dtype)).hyperparameters
+        hyperparameters = _optimizer(name, np.ones(1, _np_dtype(dtype))).hyperparameters
     params, grad = random_arrays(n, dtype, 2)
     found = torch_step(name, params, grad, hyperparameters)
     if found is None:
@@ -180,6 +208,7 @@ def measure_rule(
     min_time: float = MIN_SAMPLE_TIME,
     seed: int = 0,
     state_dtype: str | None = None,
+    rounding: str = "nearest",
 ) -> dict:
     """Time one rule at one size against the memory ceiling and torch.
 
@@ -189,7 +218,12 @@ def measure_rule(
         Key of :data:`fastgd.OPTIMIZERS`.
     n : int
         Elements of the parameter array.
-    dtype : {"float32", "float64"}
+    dtype : {"float32", "float64", "bfloat16", "float16"}
+        The parameters' and gradient's dtype (and the state's, unless
+        ``state_dtype``). 16-bit parameters: the ceiling loop moves 16-bit
+        params, grad and state; the same rule in float32 (params, grad and
+        state; same N, same loop) joins the interleaved samples
+        (``x_f32``: its time / fastgd's); torch runs on tensors of ``dtype``.
     backend : {"auto", "serial", "parallel"}
     repeat : int
         Interleaved samples of each contender.
@@ -200,49 +234,64 @@ def measure_rule(
     min_time : float
         Shortest sample, in seconds.
     seed : int
-        Seed of the random params and grad.
-    state_dtype : {None, "bfloat16", "float16"}
-        Store the state in 16 bits (float32 ``dtype`` only): the ceiling loop
+        Seed of the random params and grad (and of stochastic rounding).
+    state_dtype : {None, "bfloat16", "float16", "float32"}
+        The state's dtype when it is not ``dtype``: 16 bits for float32
+        params, or float32 for 16-bit params. With float32 params the ceiling
         then moves 16-bit state too, a float32-state optimizer joins the
-        interleaved samples (``x_f32_state``: its time / fastgd's), and torch
-        is not run.
+        interleaved samples (``x_f32_state`` and ``x_f32``: its time /
+        fastgd's), and torch is not run (it has no 16-bit state for float32
+        params).
+    rounding : {"nearest", "kahan", "stochastic"}
+        How 16-bit parameters are stored (``kahan=True``,
+        ``stochastic_rounding=True``); other than ``"nearest"`` needs a
+        16-bit ``dtype``. Kahan's compensation buffer counts in the bytes and
+        moves in the ceiling loop.
 
     Returns
     -------
     dict
-        ``rule, n, dtype, backend`` (the loop it resolved to),
-        ``requested_backend, hyperparameters, n_states, bytes_per_step,
-        time_s, us_per_step, gb_per_s, ceiling_time_s, ceiling_fraction``
+        ``rule, n, dtype, state_dtype`` (None: the state has ``dtype``),
+        ``rounding, backend`` (the loop it resolved to),
+        ``requested_backend, hyperparameters, n_states`` (the rule's state
+        arrays, Kahan's buffer not counted), ``bytes_per_step``
+        (:func:`fastgd.backends.traffic_bytes` of the real storage),
+        ``time_s, us_per_step, gb_per_s, ceiling_time_s, ceiling_fraction``
         (ceiling time / fastgd time: 1.0 is as fast as the ceiling),
-        ``torch_impl, torch_time_s, x_torch`` (torch time / fastgd time, >1
-        means fastgd is faster; None without torch), ``repeat``, and
-        ``steps_per_sample`` and ``samples_s`` (seconds per step of every
-        sample) by contender.
+        ``x_f32`` (float32 time / fastgd time with 16-bit storage, else
+        None), ``x_f32_state`` (the same, for float32 params with 16-bit
+        state only), ``torch_impl, torch_time_s, x_torch`` (torch time /
+        fastgd time, >1 means fastgd is faster; None without torch),
+        ``repeat``, and ``steps_per_sample`` and ``samples_s`` (seconds per
+        step of every sample) by contender.
     """
     name, n = _check_rule(name), _check_count("n", n)
-    dtype, backend = _check_dtype(dtype), _check_backend(backend)
+    dtype, state_dtype, rounding = _check_storage(dtype, state_dtype, rounding)
+    backend = _check_backend(backend)
     repeat = _check_count("repeat", repeat)
-    state_dtype = _check_state_dtype(state_dtype, dtype)
+    low = dtype in LOW_DTYPES
+    storage = {"kahan": True} if rounding == "kahan" else {}
+    if rounding == "stochastic":
+        storage = {"stochastic_rounding": True, "seed": seed}
     params, grad = _bench.random_arrays(n, dtype, 2, seed)
-    opt = _optimizer(name, params.copy(), backend, hyperparameters, state_dtype)
+    opt = _optimizer(name, params.copy(), backend, hyperparameters, state_dtype, **storage)
     for _ in range(3):  # compile (or load) the kernel outside the timing
         opt.step(grad)
-    n_states = len(opt.state)
+    n_states = len(opt.state) - (rounding == "kahan")  # the rule's, not Kahan's buffer
     loop = resolved_backend(opt)
-    states = _bench.random_arrays(n, dtype, n_states, seed + 1)
-    if state_dtype is not None:  # the ceiling moves 16-bit state as its bits
-        states = [s.astype(opt.state_dtype).view(np.uint16) for s in states]
-    ceiling_arrays = [params.copy(), grad, *states]
     contenders = {
         "fastgd": partial(opt.step, grad),
-        "ceiling": ceiling_step(n_states, n, dtype, loop, arrays=ceiling_arrays),
+        "ceiling": _storage_ceiling(opt, params, grad, n_states, loop, seed),
     }
-    if state_dtype is not None:
-        full = _optimizer(name, params.copy(), backend, hyperparameters)
+    baseline = None
+    if low or state_dtype is not None:  # the same rule in float32, same N, same loop
+        baseline = "float32" if low else "float32 state"
+        grad32 = grad.astype(np.float32)
+        full = _optimizer(name, params.astype(np.float32), loop, hyperparameters)
         for _ in range(3):
-            full.step(grad)
-        contenders["float32 state"] = partial(full.step, grad)
-        with_torch = False
+            full.step(grad32)
+        contenders[baseline] = partial(full.step, grad32)
+    with_torch = with_torch and (low or state_dtype is None)
     torch_impl = None
     if with_torch:
         found = torch_step(name, params.copy(), grad.copy(), opt.hyperparameters)
@@ -251,16 +300,17 @@ def measure_rule(
     min_steps = _bench.SMALL_N_MIN_STEPS if n <= _bench.SMALL_N else 1
     timings = interleaved_medians(contenders, repeat, min_time, min_steps)
     t = timings["fastgd"].median
-    itemsize = None if state_dtype is None else opt.state_dtype.itemsize
-    n_bytes = bytes_per_step(n, dtype, n_states, itemsize)
+    n_bytes = bytes_per_step(n, dtype, n_states, opt.state_dtype.itemsize, rounding == "kahan")
     t_torch = timings["torch"].median if "torch" in timings else None
-    t_full = timings["float32 state"].median if "float32 state" in timings else None
+    x_f32 = None if baseline is None else timings[baseline].median / t
     return {
         "rule": name,
         "n": n,
         "dtype": dtype,
         "state_dtype": state_dtype,
-        "x_f32_state": None if t_full is None else t_full / t,
+        "rounding": rounding,
+        "x_f32": x_f32,
+        "x_f32_state": x_f32 if baseline == "float32 state" else None,
         "backend": loop,
         "requested_backend": backend,
         "hyperparameters": opt.hyperparameters,
@@ -280,6 +330,23 @@ def measure_rule(
     }
 
 
+def _storage_ceiling(opt, params, grad, n_states: int, loop: str, seed: int):
+    """The ceiling loop over arrays stored like ``opt``'s: 16-bit params and grad
+    as ``uint16`` (an integer add), 16-bit state as ``uint16`` and float32 state
+    of 16-bit params as ``uint32`` (``s ^= 1``), Kahan's buffer as one more
+    ``uint16`` state; float32/float64 arrays as they are."""
+    states = _bench.random_arrays(params.size, opt.state_dtype, n_states, seed + 1)
+    p, g = params.copy(), grad
+    if params.dtype.itemsize == 2:
+        p, g = p.view(np.uint16), g.view(np.uint16)
+        states = [s.view(np.uint16 if s.itemsize == 2 else np.uint32) for s in states]
+        if opt.kahan:
+            states.append(np.zeros(params.size, np.uint16))
+    elif opt.state_dtype.itemsize == 2:
+        states = [s.view(np.uint16) for s in states]
+    return ceiling_step(len(states), params.size, "float32", loop, arrays=[p, g, *states])
+
+
 def run_bench(
     rules=None,
     sizes=DEFAULT_SIZES,
@@ -290,49 +357,119 @@ def run_bench(
     with_torch: bool = True,
     progress: Callable[[str], None] | None = None,
     state_dtype: str | None = None,
+    rounding="nearest",
 ) -> list[dict]:
-    """:func:`measure_rule` for every rule (default all of :data:`fastgd.OPTIMIZERS`) and size.
+    """:func:`measure_rule` for every rule (default all of :data:`fastgd.OPTIMIZERS`),
+    rounding and size.
 
-    The arguments are checked before anything runs: unknown rules, an empty
-    ``rules`` or ``sizes``, sizes or ``repeat`` that are not integers >= 1, a
-    dtype other than float32/float64 or a backend other than auto, serial,
-    parallel raise ValueError or TypeError.
+    ``rounding`` is one of :data:`ROUNDINGS` or a sequence of them (a row
+    each). The arguments are checked before anything runs: unknown rules, an
+    empty ``rules``, ``sizes`` or ``rounding``, sizes or ``repeat`` that are
+    not integers >= 1, a dtype not in :data:`DTYPES`, a backend other than
+    auto, serial, parallel, or a storage that does not go with the dtype
+    (see :func:`measure_rule`) raise ValueError or TypeError.
     """
     rules = _check_rules(rules)
     sizes = _check_sizes(sizes)
-    dtype = _check_dtype(dtype)
+    roundings = [rounding] if isinstance(rounding, str) else list(rounding)
+    if not roundings:
+        raise ValueError("rounding is empty; pass 'nearest' for the default")
+    for r in roundings:
+        dtype, state_dtype, _ = _check_storage(dtype, state_dtype, r)
     backend = _check_backend(backend)
     repeat = _check_count("repeat", repeat)
-    state_dtype = _check_state_dtype(state_dtype, dtype)
     rows = []
     for name in rules:
-        for n in sizes:
-            if progress:
-                progress(f"{name} N={format_n(n)}")
-            rows.append(measure_rule(name, n, dtype, backend, repeat, with_torch=with_torch,
-                                     state_dtype=state_dtype))  # fmt: skip
+        for r in dict.fromkeys(roundings):
+            for n in sizes:
+                if progress:
+                    progress(f"{name}{'' if r == 'nearest' else ' ' + r} N={format_n(n)}")
+                rows.append(measure_rule(name, n, dtype, backend, repeat, with_torch=with_torch,
+                                         state_dtype=state_dtype, rounding=r))  # fmt: skip
     return rows
 
 
-#: ``--state-dtype`` choices of ``fastgd bench``.
-STATE_DTYPES = ("bfloat16", "float16")
+def _check_table_dtype(dtype) -> str:
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return dtype
+    try:
+        name = str(_np_dtype(dtype))
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise TypeError(f"dtype must be float32, float64, bfloat16 or float16, got {dtype!r}")
+    return name
 
 
-def _check_state_dtype(state_dtype, dtype) -> str | None:
-    if state_dtype is None:
-        return None
-    if state_dtype not in STATE_DTYPES:
+def _check_storage(dtype, state_dtype, rounding) -> tuple[str, str | None, str]:
+    """``dtype``, ``state_dtype`` (None where it equals ``dtype``) and ``rounding``,
+    checked together: ValueError naming the argument for what no optimizer stores."""
+    dtype = _check_table_dtype(dtype)
+    if state_dtype is not None and state_dtype not in STATE_DTYPES:
         raise ValueError(
             f"state_dtype must be None or one of {', '.join(STATE_DTYPES)}, got {state_dtype!r}"
         )
-    if dtype != "float32":
-        raise ValueError(f"state_dtype={state_dtype} needs float32 parameters, not {dtype}")
-    return state_dtype
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
+    if state_dtype == dtype:
+        state_dtype = None
+    if state_dtype is not None and dtype == "float64":
+        raise ValueError(
+            f"state_dtype={state_dtype} needs float32 parameters (16-bit state) or 16-bit "
+            "ones (float32 state), not float64"
+        )
+    if state_dtype is not None and dtype in LOW_DTYPES and state_dtype != "float32":
+        raise ValueError(
+            f"state_dtype={state_dtype} with {dtype} parameters: 16-bit parameters keep their "
+            "state in their own dtype (state_dtype=None) or in float32"
+        )
+    if rounding != "nearest" and dtype not in LOW_DTYPES:
+        raise ValueError(
+            f"rounding={rounding!r} rounds 16-bit parameters; {dtype} parameters are stored "
+            "as computed (use dtype bfloat16 or float16)"
+        )
+    return dtype, state_dtype, rounding
 
 
-def bench_columns(with_torch: bool = True, state_dtype: bool = False) -> tuple:
-    """:data:`BENCH_COLUMNS`, without ``x torch`` when torch was not run, with
-    ``x f32 state`` when the state was 16-bit."""
+def _f2(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _us(x: float | None) -> str:
+    return "-" if x is None else (f"{x * 1e6:.0f}" if x >= 1e-4 else f"{x * 1e6:.3g}")
+
+
+def bench_columns(with_torch: bool = True, state_dtype: bool = False, dtype="float32") -> tuple:
+    """The columns of the rule table.
+
+    Parameters
+    ----------
+    with_torch : bool
+        torch was run: ``x torch`` (and, with 16-bit ``dtype``, torch's time).
+    state_dtype : bool
+        float32 params with 16-bit state: ``x f32 state`` instead of ``x torch``.
+    dtype : str
+        With ``"bfloat16"``/``"float16"``: ``rounding`` after ``backend``,
+        ``x f32`` (speed-up over the same rule in float32), and torch's time
+        and speed-up on tensors of that dtype (``torch bf16 us``, ``x torch bf16``).
+
+    Returns
+    -------
+    tuple of (header, key, formatter)
+        For :func:`~fastgd.bench.format_table`.
+    """
+    if dtype in LOW_DTYPES:
+        short = _SHORT[dtype]
+        columns = (
+            *BENCH_COLUMNS[:3],
+            ("rounding", "rounding", str),
+            *BENCH_COLUMNS[3:6],
+            ("x f32", "x_f32", _f2),
+        )
+        if with_torch:
+            columns += ((f"torch {short} us", "torch_time_s", _us),
+                        (f"x torch {short}", "x_torch", _f2))  # fmt: skip
+        return columns
     columns = BENCH_COLUMNS if with_torch and not state_dtype else BENCH_COLUMNS[:-1]
     if state_dtype:
         columns += (("x f32 state", "x_f32_state", lambda x: f"{x:.2f}"),)
@@ -347,13 +484,34 @@ def bench_notes(rows: list[dict]) -> str:
         "fraction of ceiling: time of a copy-like loop with the same traffic on the same "
         "backend / fastgd's time (1.0 = as fast as the memory ceiling).",
     ]
-    stored = {row.get("state_dtype") for row in rows} - {None}
+    stored = {row.get("state_dtype") for row in rows if row["dtype"] == "float32"} - {None}
     if stored:
         notes.append(
             f"state_dtype={', '.join(sorted(stored))}: float32 params and grad, 16-bit state "
             "(2 bytes an element, read and written; the ceiling moves the same); x f32 state: "
             "the same rule with float32 state, in the same interleaved samples / fastgd's time."
         )
+    low = sorted({row["dtype"] for row in rows if row["dtype"] in LOW_DTYPES})
+    if low:
+        f32_state = any(row.get("state_dtype") == "float32" for row in rows)
+        state = "float32 state (4 bytes an element)" if f32_state else "state in the same dtype"
+        notes += [
+            f"dtype={', '.join(low)}: 16-bit params and grad (2 bytes an element), {state}, "
+            "float32 arithmetic inside the loop; the ceiling loop moves the same arrays as "
+            "their bits (integer add on params, xor on states).",
+            "rounding: how the params are stored after each step: nearest (to nearest even), "
+            "kahan (a compensation buffer of the params' dtype, read and written: 2 more bytes "
+            "an element, counted in GB/s and moved by the ceiling), stochastic (random "
+            "rounding from a counter hash, no extra traffic).",
+            "x f32: the same rule with float32 params, grad and state (same N, same loop), in "
+            "the same interleaved samples: its time / fastgd's time (>1: 16-bit storage faster).",
+        ]
+        if any(row["torch_impl"] for row in rows):
+            notes.append(
+                f"torch {', '.join(_SHORT[d] for d in low)}: torch.optim on tensors of that "
+                "dtype (its state in that dtype too, round to nearest whatever fastgd's "
+                "rounding), in the same interleaved samples; x torch: its time / fastgd's time."
+            )
     configs = {}
     for row in rows:
         extra = BENCH_HYPERPARAMETERS.get(row["rule"])

@@ -19,6 +19,7 @@ import inspect
 
 import numpy as np
 
+from fastgd import _precision
 from fastgd.dask._checkpoint import from_zarr
 from fastgd.dask._chunk import LostStateError
 from fastgd.dask._optimizer import DaskOptimizer
@@ -55,8 +56,8 @@ backend : {{"serial", "parallel", "auto"}}, default "serial"
 
 
 #: Constructor arguments of the NumPy classes that the dask classes do not take
-#: (``state_dtype``: chunks keep their state in the parameters' dtype for now).
-_NOT_OFFERED = ("self", "params", "backend", "state_dtype")
+#: (the storage options: chunks keep their state in the parameters' dtype for now).
+_NOT_OFFERED = ("self", "params", "backend", *_precision.STORAGE_OPTIONS)
 
 
 def _make_class(key: str, numpy_class: type) -> type:

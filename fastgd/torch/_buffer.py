@@ -9,12 +9,19 @@ import operator
 import numpy as np
 import torch
 
+from fastgd import _precision
 from fastgd.torch import _device
 
 #: Rules whose torch state has no ``step`` (torch.optim.SGD keeps none).
 _NO_STEP = frozenset({"sgd"})
 #: Host scalars torch keeps per parameter as 0-d tensors in the state.
 _HOST_IN_STATE = ("mu_product",)
+#: The storage options a ``fastgd.torch`` class takes (kept in each param group,
+#: fixed at construction); ``state_dtype`` is not offered: torch's
+#: ``load_state_dict`` casts every state tensor to its parameter's dtype.
+STORAGE = ("kahan", "stochastic_rounding", "seed")
+#: Stochastic rounding's seeds are in ``[0, 2**63)``.
+SEED_MODULUS = 2**63
 
 
 def _scalar_dtype() -> torch.dtype:
@@ -26,14 +33,19 @@ class _Buffer:
     """The tensors of one (param group, dtype, device): flat parameter, gradient
     and state buffers, and the NumPy-API optimizer that steps them.
 
-    The buffers are real (float32/float64); a complex tensor is stored as its
-    ``view_as_real`` (two reals per element, as torch.optim updates it), and
-    its ``.data``, ``.grad`` and state are complex views of the buffers.
-    ``device``: the buffers are CUDA memory (or, under the simulator, host
-    memory stepped by the CUDA backend).
+    The buffers are real (float32/float64/bfloat16/float16); a complex tensor
+    is stored as its ``view_as_real`` (two reals per element, as torch.optim
+    updates it), and its ``.data``, ``.grad`` and state are complex views of
+    the buffers. ``device``: the buffers are CUDA memory (or, under the
+    simulator, host memory stepped by the CUDA backend). ``seed_offset``:
+    with stochastic rounding the NumPy optimizer's seed is the group's
+    ``seed`` plus this (modulo 2**63), so that no two buffers of one
+    optimizer draw the same random bits.
     """
 
-    def __init__(self, indexed_params, numpy_class, group, names_in_init, device: bool):
+    def __init__(
+        self, indexed_params, numpy_class, group, names_in_init, device: bool, seed_offset: int
+    ):
         self.indices = [i for i, _ in indexed_params]  # positions in the group
         params = self.params = [p for _, p in indexed_params]
         self.shapes = [p.shape for p in params]
@@ -52,14 +64,23 @@ class _Buffer:
         # fastgd's own constructor and descriptors validate the hyperparameters
         kwargs = {k: group[k] for k in names_in_init}
         flat = _device.kernel_array(self.flat, device)
-        opt = numpy_class(flat, backend=group["backend"], **kwargs)
+        self.seed_offset = seed_offset
+        opt = numpy_class(
+            flat,
+            backend=group["backend"],
+            kahan=group["kahan"],
+            stochastic_rounding=group["stochastic_rounding"],
+            seed=self.core_seed(group["seed"]),
+            **kwargs,
+        )
         for name in numpy_class.hyperparameter_names():
             if name not in names_in_init:
                 setattr(opt, name, group[name])
         opt._make_plan()
         self.opt = opt
         self.rule = opt.rule
-        names = (*numpy_class.hyperparameter_names(), "backend")
+        self.kahan = opt.kahan
+        names = (*numpy_class.hyperparameter_names(), "backend", *STORAGE)
         self.seen = {name: group[name] for name in names}
         # group -> the values of ``seen``'s names as a tuple, in one C call
         # (always several names: maximize, l1, l1_mode, backend, ...)
@@ -69,7 +90,9 @@ class _Buffer:
         scalar = _scalar_dtype()
         self.steps = torch.zeros(n, dtype=scalar)
         self.steps_np = self.steps.numpy()
-        self.has_step = self.rule.name not in _NO_STEP
+        # SGD keeps a step count only with stochastic rounding (the random
+        # bits are drawn per step) or Kahan: torch.optim.SGD keeps none
+        self.has_step = self.rule.name not in _NO_STEP or opt.kahan or opt.stochastic_rounding
         self.host = {}  # host scalar name -> (torch tensor or None, NumPy array) per tensor
         for name in self.rule.host:
             if name in _HOST_IN_STATE:
@@ -80,7 +103,14 @@ class _Buffer:
         self.uniform_arrays = (self.steps_np, *(a for _, a in self.host.values()))
         self.views = {}
         self.active = ()
+        self.stored = ()  # the names with per-tensor views: the active state, kahan_comp
         self.refresh_views()
+
+    def core_seed(self, seed):
+        """The NumPy optimizer's seed for the group's ``seed``."""
+        if seed is None or isinstance(seed, bool) or not isinstance(seed, int):
+            return seed  # None, or something the NumPy class refuses with its message
+        return (seed + self.seed_offset) % SEED_MODULUS if 0 <= seed < SEED_MODULUS else seed
 
     def view(self, flat: torch.Tensor, i: int) -> torch.Tensor:
         """Tensor ``i``'s part of the flat buffer ``flat``, in its shape (complex
@@ -96,11 +126,13 @@ class _Buffer:
         active = self.opt._plan.active
         if active == self.active:
             return False
-        for name in active:
+        stored = (*active, _precision.KAHAN) if self.kahan else active
+        for name in stored:
             if name not in self.views:
                 flat = _device.tensor_of(self.opt._flat_state[name], self.flat)
                 self.views[name] = [self.view(flat, i) for i in range(len(self.params))]
         self.active = active
+        self.stored = stored
         return True
 
     def adopt(self, with_grads: bool) -> None:
@@ -122,9 +154,11 @@ class _Buffer:
         for name, (tensor, _) in self.host.items():
             if tensor is not None:
                 state[name] = tensor[i]
+        names = self.stored
         if self.rule.name in _NO_STEP and not self.host["momentum_started"][1][i]:
-            return {}
-        for name in self.active:
+            # torch keeps no momentum buffer before momentum starts
+            names = (_precision.KAHAN,) if self.kahan else ()
+        for name in names:
             state[name] = self.views[name][i]
         return state
 

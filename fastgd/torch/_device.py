@@ -1,6 +1,7 @@
 """The memory of a flat torch tensor as the array fastgd's kernels take, and back.
 
-Host tensors become NumPy views (``Tensor.numpy()``), CUDA tensors numba
+Host tensors become NumPy views (``Tensor.numpy()``; bfloat16 tensors an
+``ml_dtypes.bfloat16`` view of their bits), CUDA tensors numba
 device arrays (``__cuda_array_interface__``): zero-copy both ways. Under the
 numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) "device" memory is host
 memory, so a host tensor with ``backend="cuda"`` becomes a simulator device
@@ -21,26 +22,42 @@ def simulated() -> bool:
     return bool(config.ENABLE_CUDASIM)
 
 
+def host_array(t: torch.Tensor) -> np.ndarray:
+    """The host tensor ``t`` as a NumPy array over the same memory; bfloat16
+    (which ``Tensor.numpy()`` refuses) as an ``ml_dtypes.bfloat16`` view of its bits."""
+    if t.dtype == torch.bfloat16:
+        from fastgd import _precision
+
+        return t.view(torch.int16).numpy().view(_precision.bfloat16())
+    return t.numpy()
+
+
 def kernel_array(t: torch.Tensor, device: bool):
     """The 1-D contiguous tensor ``t`` as a kernel array over the same memory."""
     if not device:
-        return t.numpy()
+        return host_array(t)
     if t.is_cuda:
         from numba import cuda
 
         return cuda.as_cuda_array(t)
     from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
-    return FakeCUDAArray(t.numpy())
+    return FakeCUDAArray(host_array(t))
 
 
 def tensor_of(arr, like: torch.Tensor) -> torch.Tensor:
     """The kernel array ``arr`` (made by fastgd) as a tensor on ``like``'s device."""
     if isinstance(arr, np.ndarray):
-        return torch.from_numpy(arr)
+        return _from_numpy(arr)
     if like.is_cuda:
         return torch.as_tensor(arr, device=like.device)
-    return torch.from_numpy(arr._ary)  # a simulator device array
+    return _from_numpy(arr._ary)  # a simulator device array
+
+
+def _from_numpy(arr: np.ndarray) -> torch.Tensor:
+    if arr.dtype.name == "bfloat16":  # torch.from_numpy knows no ml_dtypes type
+        return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(arr)
 
 
 def stream(like: torch.Tensor):

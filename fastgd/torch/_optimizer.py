@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import operator
+import secrets
 from collections import defaultdict
 
 import torch
 import torch.autograd.profiler as _autograd_profiler
 import torch.optim.optimizer as _torch_optimizer
 
+from fastgd import _checks
 from fastgd.torch import _device
-from fastgd.torch._buffer import _Buffer, _uniform
+from fastgd.torch._buffer import _HOST_IN_STATE, SEED_MODULUS, STORAGE, _Buffer, _uniform
 from fastgd.torch._state import _check_loaded_state, _copy_in
 
 #: torch.optim keywords accepted for a drop-in swap, with the only values allowed
 #: (``None`` = any): fastgd's loop is always one fused pass, so ``foreach`` and
 #: ``fused`` change nothing; ``capturable`` and ``differentiable`` are not built.
 _TORCH_KEYWORDS = {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
-_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+_LOW = (torch.bfloat16, torch.float16)
+_DTYPES = (torch.float32, torch.float64, *_LOW, torch.complex64, torch.complex128)
 #: Rules whose torch class creates every parameter's state in ``__init__``.
 _EAGER_STATE = frozenset({"adagrad"})
 
@@ -59,10 +63,13 @@ class FlatOptimizer(torch.optim.Optimizer):
         Raises
         ------
         TypeError
-            A tensor that is not a dense float32/float64 CPU tensor, or a
-            sparse gradient.
+            A tensor that is not a dense float32/float64/bfloat16/float16 (or
+            complex64/complex128) CPU or CUDA tensor, a bfloat16 CUDA tensor,
+            or a sparse gradient.
         ValueError
-            Bad hyperparameters (fastgd's checks), a tensor twice in the group.
+            Bad hyperparameters (fastgd's checks), a tensor twice in the
+            group, ``kahan`` or ``stochastic_rounding`` with a tensor that is
+            not 16-bit (fastgd's check).
         """
         super().add_param_group(param_group)
         group = self.param_groups[-1]
@@ -116,16 +123,16 @@ class FlatOptimizer(torch.optim.Optimizer):
             if p.layout != torch.strided:
                 raise TypeError(f"{where} has layout {p.layout}; only dense tensors are supported")
             if p.dtype not in _DTYPES:
-                if p.dtype in (torch.float16, torch.bfloat16):
-                    hint = (
-                        "keep float32 master parameters (model.float()) or use torch.optim "
-                        "for low-precision parameters"
-                    )
-                else:
-                    hint = "use float32/float64 (or complex64/complex128) parameters"
                 raise TypeError(
                     f"{where} has dtype {p.dtype}; fastgd.torch supports float32, float64, "
-                    f"complex64 and complex128 parameters: {hint}"
+                    "bfloat16, float16, complex64 and complex128 parameters"
+                )
+            if p.dtype == torch.bfloat16 and (p.is_cuda or on_host_as_device):
+                raise TypeError(
+                    f"{where} is a bfloat16 tensor on {p.device} with backend={backend!r}; "
+                    "fastgd.torch does not carry bfloat16 CUDA tensors yet (their state would "
+                    "come back through the untyped '<V2' typestr): use float16 on CUDA, "
+                    "bfloat16 on the CPU, or torch.optim"
                 )
             if p.grad is not None and p.grad.layout != torch.strided:
                 raise TypeError(_sparse_message(where))
@@ -140,16 +147,31 @@ class FlatOptimizer(torch.optim.Optimizer):
                     "(move the model with model.cuda() before making the optimizer)"
                 )
             by_kind.setdefault((p.dtype, p.device), []).append((i, p))
-        return [
-            _Buffer(
-                ips,
-                self._numpy_class,
-                group,
-                self._names_in_init,
-                device=ips[0][1].is_cuda or on_host_as_device,
-            )
-            for ips in by_kind.values()
-        ]
+        if group["stochastic_rounding"] is True and group["seed"] is None:
+            group["seed"] = secrets.randbits(63)  # one per group, kept in the group
+        first = sum(map(len, self._buffers))  # this optimizer's buffers so far
+        buffers = []
+        for (dtype, _), ips in by_kind.items():
+            try:
+                buffers.append(
+                    _Buffer(
+                        ips,
+                        self._numpy_class,
+                        group,
+                        self._names_in_init,
+                        device=ips[0][1].is_cuda or on_host_as_device,
+                        seed_offset=first + len(buffers),
+                    )
+                )
+            except ValueError as e:
+                rounding = group["kahan"] is True or group["stochastic_rounding"] is True
+                if not rounding or dtype in _LOW:
+                    raise
+                raise ValueError(
+                    f"{e} (parameter {ips[0][0]} of param group {index} is {dtype}: give the "
+                    "bfloat16/float16 tensors a param group of their own with this option)"
+                ) from None
+        return buffers
 
     def _check_structure(self) -> None:
         groups = self.param_groups
@@ -191,6 +213,14 @@ class FlatOptimizer(torch.optim.Optimizer):
         # tuple == compares item by item, identity first: unequal iff some
         # value is neither the one seen nor == to it (the loop's condition)
         if buf.get_hyperparameters(group) != tuple(seen.values()):
+            for name in STORAGE:
+                value, old = group[name], seen[name]
+                if value is not old and value != old:
+                    raise ValueError(
+                        f"param group {index}: {name} was changed from {old!r} to {value!r}; "
+                        "the storage options are fixed at construction (re-create the "
+                        "optimizer, or load_state_dict a checkpoint made with the same options)"
+                    )
             for name, old in seen.items():
                 value = group[name]
                 if value is not old and value != old:
@@ -382,17 +412,38 @@ class FlatOptimizer(torch.optim.Optimizer):
         before.
         """
         old_state, old_groups = self.state, self.param_groups
+        scalars = _host_scalars(state_dict, old_groups)
         super().load_state_dict(state_dict)
         try:
-            self._load_into_buffers()
+            for p, entry in scalars.items():  # as saved, not cast to p's dtype by torch
+                self.state[p].update(entry)
+            self._load_into_buffers(old_groups)
         except BaseException:
             self.state, self.param_groups = old_state, old_groups
             raise
 
-    def _load_into_buffers(self) -> None:
+    def _load_into_buffers(self, old_groups: list[dict]) -> None:
         loaded = self.state
         self._check_structure()
-        for group in self.param_groups:
+        for index, (group, old) in enumerate(zip(self.param_groups, old_groups, strict=True)):
+            # the storage options are the optimizer's: a state dict without them
+            # (torch.optim's) keeps them, one with them must agree
+            for key in STORAGE:
+                group.setdefault(key, old[key])
+            for key in ("kahan", "stochastic_rounding"):
+                if group[key] != old[key]:
+                    raise ValueError(
+                        f"state dict param group {index} was saved with {key}={group[key]!r}, "
+                        f"this optimizer has {key}={old[key]!r}; construct it with the "
+                        "checkpoint's storage options"
+                    )
+            if old["stochastic_rounding"]:
+                _checks.integer("state dict seed", group["seed"], 0, SEED_MODULUS - 1)
+            elif group["seed"] is not None:
+                raise ValueError(
+                    f"state dict param group {index} has a seed ({group['seed']!r}) "
+                    "without stochastic rounding"
+                )
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
         # validate: hyperparameters (tried on each NumPy optimizer, then put back)
@@ -405,7 +456,8 @@ class FlatOptimizer(torch.optim.Optimizer):
                 for buf in buffers:
                     trials.append((buf, dict(buf.opt.__dict__)))
                     for name in buf.seen:
-                        setattr(buf.opt, name, group[name])
+                        if name not in STORAGE:
+                            setattr(buf.opt, name, group[name])
                     buf.opt._make_plan()
                     for i, p in enumerate(buf.params):
                         _check_loaded_state(loaded.get(p, {}), buf, i, index)
@@ -419,6 +471,9 @@ class FlatOptimizer(torch.optim.Optimizer):
             for group, buffers in zip(self.param_groups, self._buffers, strict=True):
                 for buf in buffers:
                     buf.seen = {name: group[name] for name in buf.seen}
+                    if buf.opt.stochastic_rounding:
+                        seed = buf.core_seed(group["seed"])
+                        buf.opt._precision = dataclasses.replace(buf.opt._precision, seed=seed)
                     buf.refresh_views()
                     for i, p in enumerate(buf.params):
                         entry = loaded.get(p, {})
@@ -459,6 +514,27 @@ class FlatOptimizer(torch.optim.Optimizer):
                 for i, p in enumerate(buf.params):
                     _check_loaded_state(loaded.get(p, {}), buf, i, index)
             self._adopt(group, buffers, loaded)
+
+
+def _host_scalars(state_dict: dict, groups: list[dict]) -> dict:
+    """The host scalars (NAdam's ``mu_product``) of ``state_dict``, by the
+    parameter of ``groups`` they belong to: torch's ``load_state_dict`` casts
+    every state tensor but ``step`` to its parameter's dtype, which would round
+    a float32 ``mu_product`` to a 16-bit parameter's dtype."""
+    try:
+        saved = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in groups for p in g["params"]]
+        states = state_dict["state"]
+    except (KeyError, TypeError):
+        return {}  # torch's load_state_dict reports it
+    found = {}
+    for i, p in zip(saved, params, strict=False):
+        entry = states.get(i) if isinstance(states, dict) else None
+        if isinstance(entry, dict):
+            kept = {k: entry[k] for k in _HOST_IN_STATE if k in entry}
+            if kept:
+                found[p] = kept
+    return found
 
 
 def _restore(cls: type, state: dict) -> FlatOptimizer:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from fastgd import _precision
 from fastgd.torch._buffer import _HOST_IN_STATE, _Buffer
 
 
 def _check_loaded_state(entry: dict, buf: _Buffer, i: int, index: int) -> None:
     where = f"state of parameter {buf.indices[i]} (param group {index})"
-    known = {*buf.rule.states, *_HOST_IN_STATE}
+    tensors = {*buf.rule.states, _precision.KAHAN} if buf.kahan else set(buf.rule.states)
+    known = {*tensors, *_HOST_IN_STATE}
     if buf.has_step:
         known.add("step")
     unknown = set(entry) - known
@@ -20,7 +22,7 @@ def _check_loaded_state(entry: dict, buf: _Buffer, i: int, index: int) -> None:
         )
     shape = buf.shapes[i]
     for name, value in entry.items():
-        if name in buf.rule.states and value is not None:
+        if name in tensors and value is not None:
             if not torch.is_tensor(value) or value.shape != shape:
                 got = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
                 raise ValueError(f"{where}: {name!r} is {got}, expected a tensor of {tuple(shape)}")
@@ -44,10 +46,10 @@ def _copy_in(entry: dict, buf: _Buffer, i: int) -> None:
             arr[i] = float(entry.get(name, 1.0))
         else:  # SGD: momentum has started iff torch kept a momentum buffer
             arr[i] = entry.get("momentum_buffer") is not None
-    for name in buf.active:
+    for name in buf.stored:
         view = buf.views[name][i]
         value = entry.get(name)
-        if value is None:
-            view.fill_(buf.rule.initial(buf.opt, name))
+        if value is None:  # kahan_comp: no compensation yet
+            view.fill_(0.0 if name == _precision.KAHAN else buf.rule.initial(buf.opt, name))
         else:
             view.copy_(value)

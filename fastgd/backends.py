@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import textwrap
 import threading
 import warnings
 from collections.abc import Callable
@@ -149,6 +150,29 @@ def {name}(p, g, {states}{scalar_arg}):
     for i in {range}(p.shape[0]):
 {body}"""
 
+#: The stochastic CPU loop. Element ``i`` draws the counter index ``offset + i``
+#: (modulo 2**64); the loops run over ``w = lo + i`` (``lo``: the offset's low
+#: word), in one block ``b`` per value of ``w >> 32`` (one block unless the
+#: indices cross a multiple of 2**32), which hashes the seed, step and index
+#: high word ``(offset >> 32) + b`` once. Each element hashes the low word of
+#: ``w``, a truncation of the loop counter, which LLVM vectorizes in 32-bit
+#: lanes. ``i`` is unsigned: no negative-index check (which keeps a loop not
+#: starting at 0 from vectorizing).
+_CPU_SR_LOOP = """
+@numba.njit(error_model="numpy", cache={cache}, nogil=True{parallel})
+def {name}(p, g, {states}{scalar_arg}):
+{unpack}
+    n = p.shape[0]
+    lo = offset & 0xFFFFFFFF
+    for b in range((lo + n + 0xFFFFFFFF) >> 32):
+        key = _random_prefix(seed, step, (offset >> 32) + b)
+        for w in {range}(max(b << 32, lo), min((b + 1) << 32, lo + n)):
+            i = numba.uint64(w - lo)
+{body}"""
+#: Element ``i``'s random bits (the counter ``(seed, step, offset + i)``): from
+#: the block's prefix in :data:`_CPU_SR_LOOP`, in full in the CUDA kernel.
+_SR_BITS = {"cpu": "_random_word(key, w)", "cuda": "_random_bits(seed, step, offset + i)"}
+
 _CUDA_KERNEL = """
 @cuda.jit(cache={cache})
 def kernel(p, g, {states}{scalar_arg}):
@@ -217,7 +241,7 @@ def _storage_fields(storage: Storage, target: str) -> dict:
     epilogue = "_epilogue(pi, L1_PROX, l1_thresh)"
     pre, p_in, kbuf, scalar_arg = "", _load(pk, "p[i]"), "", "c"
     if storage.rounding == "stochastic":
-        p_store = f"        p[i] = _sr_{pk}({epilogue}, seed, step, offset + i)"
+        p_store = f"        p[i] = _sr_{pk}({epilogue}, {_SR_BITS[target]})"
         scalar_arg = "c, seed, step, offset"
     elif storage.rounding == "kahan":
         pre, p_in, kbuf = f"        p0 = {p_in}\n", "p0", "kbuf, "
@@ -234,7 +258,9 @@ def _storage_fields(storage: Storage, target: str) -> dict:
         lines.append(f'_ld_{kind} = _storage.{function}("{load}")')
         lines.append(f'_st_{kind} = _storage.{function}("{nearest}")')
         if kind == pk and storage.rounding == "stochastic":
-            lines.append(f'_sr_{kind} = _storage.{function}("{stochastic}")')
+            lines.append(f'_sr_{kind} = _storage.{function}("{stochastic}_with")')
+            hashes = ("random_prefix", "random_word") if target == "cpu" else ("random_bits",)
+            lines += [f'_{h} = _storage.{function}("{h}")' for h in hashes]
     conversions = ""
     if lines:
         conversions = "from fastgd import storage as _storage\n" + "\n".join(lines) + "\n"
@@ -281,9 +307,12 @@ def _generate(rule, common, flags, active, target, dtype, storage=None) -> str:
     src = _HEADER.format(element=f["element"], flag_lines=_flag_lines(rule, common, flags))
     if target == "cpu":
         src += _CPU_IMPORTS.format(**f) + conversions
+        stochastic = storage.rounding == "stochastic"
+        loop = _CPU_SR_LOOP if stochastic else _CPU_LOOP
+        if stochastic:  # inside the block loop
+            body = textwrap.indent(body, "    ")
         for name, rng, par in _CPU_VARIANTS:
-            src += _CPU_LOOP.format(name=name, range=rng, parallel=par, unpack=unpack, body=body,
-                                    **f)  # fmt: skip
+            src += loop.format(name=name, range=rng, parallel=par, unpack=unpack, body=body, **f)
     else:
         src += _CUDA_IMPORTS.format(**f) + conversions
         src += _CUDA_KERNEL.format(unpack=unpack, body=body, **f)

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from fastgd import _checks, backends, config
+from fastgd import _checks, _precision, backends, config
 
 
 def _is_numba_device_array(x) -> bool:
@@ -69,7 +69,7 @@ def device_array(x, what: str = "params", writeable: bool = True, low: bool = Fa
         raise TypeError(f"{what} must be a CUDA array, got {type(x).__name__}") from None
     bf16 = low and cai["typestr"] == _BF16_TYPESTR
     if bf16:
-        dtype = np.dtype(_bfloat16())
+        dtype = _precision.bfloat16()
     else:
         dtype = _checks.check_dtype(np.dtype(cai["typestr"]), what, low)
     shape = tuple(cai["shape"])
@@ -86,12 +86,6 @@ def device_array(x, what: str = "params", writeable: bool = True, low: bool = Fa
 
 #: How ``__cuda_array_interface__`` carries bfloat16 (torch; ``ml_dtypes``'s ``dtype.str``).
 _BF16_TYPESTR = "<V2"
-
-
-def _bfloat16():
-    import ml_dtypes
-
-    return ml_dtypes.bfloat16
 
 
 class _Retyped:

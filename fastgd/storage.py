@@ -17,7 +17,10 @@ of this module, using integer bit operations only:
   neighbouring 16-bit values, so the stored value is unbiased. The random
   bits come from :func:`random_bits`, a counter-based hash of ``(seed, step,
   index)``, not from a global generator: the same inputs give the same bits
-  on the serial, ``prange`` and CUDA loops.
+  on the serial, ``prange`` and CUDA loops. ``f32_to_bf16_bits_sr_with`` /
+  ``f32_to_f16_bits_sr_with`` take those bits ready-made: the CPU loops
+  hash the seed, step and index high word once (:func:`random_prefix`) and
+  each element's low index word (:func:`random_word`).
 
 Each function is plain Python: the same source compiles with
 ``numba.njit(inline="always", error_model="numpy")`` for the CPU
@@ -35,9 +38,9 @@ numba 0.68), and one route gives the same bits on every target.
 Integer types are chosen so that nothing is ever promoted to float64: the
 conversions work on ``int64`` values holding 32-bit patterns (no overflow,
 so numba's ``nsw`` flags are safe), the hash on ``uint64`` values holding
-32-bit words, whose ``fmix32`` rounds compiled code runs in 32-bit integers
-(an intrinsic, as the bitcasts: numba would widen ``uint32`` arithmetic to
-64 bits). The bfloat16 stores handle NaN with a select before their final
+32-bit words, whose ``fmix32`` rounds (:func:`_absorb`) compiled code runs
+in 32-bit integers (an intrinsic, as the bitcasts: numba would widen
+``uint32`` arithmetic to 64 bits). The bfloat16 stores handle NaN with a select before their final
 shift, so a vectorized loop (AVX-512: 16 elements per instruction) narrows
 each value once, with one masked OR for the NaN case.
 """
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import types as pytypes
 from collections.abc import Callable
 
 import numba
@@ -57,6 +61,7 @@ from numba.core import extending as _cpu_extending
 __all__ = ["ELEMENT_FUNCTIONS", "cpu_function", "cuda_function", "register_cuda"]
 __all__ += ["bf16_bits_to_f32", "f32_to_bf16_bits", "f32_to_bf16_bits_sr", "random_bits"]
 __all__ += ["f16_bits_to_f32", "f32_to_f16_bits", "f32_to_f16_bits_sr"]
+__all__ += ["f32_to_bf16_bits_sr_with", "f32_to_f16_bits_sr_with", "random_prefix", "random_word"]
 
 # -- float32 <-> bits: plain Python here, one LLVM bitcast when compiled ----------
 
@@ -158,7 +163,7 @@ def _to_half_typer(typingctx, x):
 
 def _register(extending) -> None:
     """Register this module's functions with one target's ``extending`` module:
-    the two bitcasts and the 32-bit ``fmix32`` as intrinsics, the rest callable
+    the two bitcasts and the 32-bit hash round as intrinsics, the rest callable
     from jit code as they are."""
     to_bits = extending.intrinsic(_bits_typer)
     from_bits = extending.intrinsic(_from_bits_typer)
@@ -197,13 +202,13 @@ def _register(extending) -> None:
                 )
             return lambda x: half_out(x)
 
-    mix32 = extending.intrinsic(_mix32_typer)
+    absorb = extending.intrinsic(_absorb_typer)
 
-    @extending.overload(_mix32, inline="always")
-    def _mix32_impl(h):
-        if not isinstance(h, types.Integer):
-            raise errors.TypingError(f"fastgd.storage: the hash takes an integer, got {h}")
-        return lambda h: mix32(h)
+    @extending.overload(_absorb, inline="always")
+    def _absorb_impl(h, w):
+        if not (isinstance(h, types.Integer) and isinstance(w, types.Integer)):
+            raise errors.TypingError(f"fastgd.storage: the hash takes integers, got {h}, {w}")
+        return lambda h, w: absorb(h, w)
 
     helpers = (_f16_widen_int, _f16_round_int, *_CUDA_ELEMENTS.values())
     for f in (*helpers, *ELEMENT_FUNCTIONS.values()):
@@ -218,15 +223,18 @@ _FMIX2 = np.uint64(0xC2B2AE35)
 _GOLDEN = np.uint64(0x9E3779B9)
 
 
-def _mix32(h):
-    """MurmurHash3's ``fmix32`` finalizer, a bijection of 32-bit words.
+def _absorb(h, w):
+    """One round of the hash: MurmurHash3's ``fmix32`` of the 32-bit word
+    ``(h ^ w) mod 2**32``, a bijection of 32-bit words for a fixed ``w``.
 
     ``h ^= h >> 16; h *= 0x85EBCA6B; h ^= h >> 13; h *= 0xC2B2AE35; h ^= h >> 16``
-    (products modulo 2**32), on a uint64 holding the word (``h < 2**32``).
-    Compiled code runs it in 32-bit integers (:func:`_mix32_typer`: ``i32``
-    multiplies, ``vpmulld`` when vectorized, not 64-bit ones), with the same
-    result, a uint64.
+    (products modulo 2**32); ``h``, ``w``: integers, of which only the low 32
+    bits count. Compiled code truncates both to ``i32`` first and runs the
+    round in 32-bit integers (:func:`_absorb_typer`: ``i32`` multiplies,
+    ``vpmulld`` when vectorized, not 64-bit ones), with the same result, a
+    uint64 below 2**32.
     """
+    h = (np.uint64(h) ^ np.uint64(w)) & _M32
     h = h ^ (h >> np.uint64(16))
     h = (h * _FMIX1) & _M32
     h = h ^ (h >> np.uint64(13))
@@ -234,16 +242,19 @@ def _mix32(h):
     return h ^ (h >> np.uint64(16))
 
 
-def _mix32_typer(typingctx, h):
-    """``uint64(integer)``: :func:`_mix32` of the low 32 bits of ``h``, in ``i32``."""
+def _absorb_typer(typingctx, h, w):
+    """``uint64(integer, integer)``: :func:`_absorb` in ``i32`` arithmetic."""
 
     def codegen(context, builder, sig, args):
-        (value,) = args
         i32 = ir.IntType(32)
-        if h.bitwidth > 32:
-            value = builder.trunc(value, i32)
-        elif h.bitwidth < 32:
-            value = builder.zext(value, i32)
+        words = []
+        for value, ty in zip(args, sig.args, strict=True):
+            if ty.bitwidth > 32:
+                value = builder.trunc(value, i32)
+            elif ty.bitwidth < 32:
+                value = builder.zext(value, i32)
+            words.append(value)
+        value = builder.xor(*words)
         for shift, factor in ((16, int(_FMIX1)), (13, int(_FMIX2))):
             value = builder.xor(value, builder.lshr(value, ir.Constant(i32, shift)))
             signed = factor - (1 << 32) if factor >= 1 << 31 else factor
@@ -251,19 +262,22 @@ def _mix32_typer(typingctx, h):
         value = builder.xor(value, builder.lshr(value, ir.Constant(i32, 16)))
         return builder.zext(value, ir.IntType(64))
 
-    return types.uint64(h), codegen
+    return types.uint64(h, w), codegen
 
 
 def random_bits(seed, step, index):
     """32 random bits for element ``index`` of step ``step`` under ``seed``.
 
-    The counter ``(seed, step, index)`` is split into six 32-bit words ``w``,
-    low word first, and absorbed as ``h = fmix32(h ^ w)`` from
-    ``h = 0x9E3779B9`` (MurmurHash3's finalizer, see :func:`_mix32`). The
-    seed and step words do not depend on ``index``, so a compiled loop can
-    compute them once (LLVM hoists them out of the CPU loop); each element costs
-    two ``fmix32`` rounds (four 32-bit multiplies). For a fixed seed and step,
-    the map from ``index < 2**32`` to the result is a bijection.
+    The counter ``(seed, step, index)`` is six 32-bit words, absorbed as
+    ``h = fmix32(h ^ w)`` (MurmurHash3's finalizer, :func:`_absorb`) from
+    ``h = 0x9E3779B9`` in this order: seed low, seed high, step low, step
+    high, index high, index low; the last ``h`` is the result. The first five
+    are :func:`random_prefix`, the last :func:`random_word`. For a fixed seed,
+    step and ``index >> 32`` the map from the index's low word to the result
+    is a bijection of ``[0, 2**32)``: the ``2**32`` indices of a block get
+    distinct values. A compiled loop computes the prefix once per block of
+    ``2**32`` indices (almost always once per call), so an element costs one
+    ``fmix32`` round (two 32-bit multiplies) of a 32-bit word.
 
     Parameters
     ----------
@@ -275,13 +289,29 @@ def random_bits(seed, step, index):
     uint64
         A value in ``[0, 2**32)``.
     """
-    s, t, i = np.uint64(seed), np.uint64(step), np.uint64(index)
-    h = _mix32(_GOLDEN ^ (s & _M32))
-    h = _mix32(h ^ (s >> np.uint64(32)))
-    h = _mix32(h ^ (t & _M32))
-    h = _mix32(h ^ (t >> np.uint64(32)))
-    h = _mix32(h ^ (i & _M32))
-    return _mix32(h ^ (i >> np.uint64(32)))
+    i = np.uint64(index)
+    return random_word(random_prefix(seed, step, i >> np.uint64(32)), i)
+
+
+def random_prefix(seed, step, index_hi):
+    """:func:`random_bits`' state after the seed, step and index-high words.
+
+    ``index_hi``: ``index >> 32`` (only its low 32 bits count), the same for
+    ``2**32`` consecutive indices. Returns a uint32 (a loop passes it to the
+    per-element hash as a 32-bit value, not a 64-bit one to truncate).
+    """
+    s, t = np.uint64(seed), np.uint64(step)
+    h = _absorb(_absorb(_GOLDEN, s), s >> np.uint64(32))
+    h = _absorb(_absorb(h, t), t >> np.uint64(32))
+    return np.uint32(_absorb(h, index_hi))
+
+
+def random_word(prefix, index_lo):
+    """:func:`random_bits` from its :func:`random_prefix` and the index's low
+    word: ``fmix32(prefix ^ index_lo)``. Only the low 32 bits of ``index_lo``
+    (any integer type) count, so a loop may pass its 64-bit counter as is;
+    compiled, it is 32-bit arithmetic. Returns a uint64 below 2**32."""
+    return _absorb(prefix, index_lo)
 
 
 # -- bfloat16 ---------------------------------------------------------------------
@@ -343,9 +373,14 @@ def f32_to_bf16_bits_sr(x, seed, step, index):
     -------
     uint16
     """
+    return f32_to_bf16_bits_sr_with(x, random_bits(seed, step, index))
+
+
+def f32_to_bf16_bits_sr_with(x, r):
+    """:func:`f32_to_bf16_bits_sr` with its random bits ``r`` given (an integer
+    in ``[0, 2**32)``): what a loop calls with :func:`random_word`."""
     u = _f32_bits(x)
-    r = np.int64(random_bits(seed, step, index))
-    v = u | 0x00400000 if x != x else u + (r >> 16)
+    v = u | 0x00400000 if x != x else u + (np.int64(r) >> 16)
     return np.uint16(v >> 16)
 
 
@@ -468,12 +503,18 @@ def f32_to_f16_bits_sr(x, seed, step, index):
     -------
     uint16
     """
+    return f32_to_f16_bits_sr_with(x, random_bits(seed, step, index))
+
+
+def f32_to_f16_bits_sr_with(x, r):
+    """:func:`f32_to_f16_bits_sr` with its random bits ``r`` given (an integer
+    in ``[0, 2**32)``): what a loop calls with :func:`random_word`."""
     u = _f32_bits(x)
     s = (u >> 16) & 0x8000
     a = u & 0x7FFFFFFF
     if a > 0x7F800000:
         return np.uint16(_f16_round_int(x))  # NaN: as to nearest
-    r = np.int64(random_bits(seed, step, index))
+    r = np.int64(r)
     if a >= 0x47800000:
         h = 0x7C00
     elif a >= 0x38800000:
@@ -500,7 +541,11 @@ ELEMENT_FUNCTIONS: dict[str, Callable] = {
         f16_bits_to_f32,
         f32_to_f16_bits,
         f32_to_f16_bits_sr,
+        f32_to_bf16_bits_sr_with,
+        f32_to_f16_bits_sr_with,
         random_bits,
+        random_prefix,
+        random_word,
     )
 }
 
@@ -521,7 +566,7 @@ _CUDA_ELEMENTS: dict[str, Callable] = {
 _register(_cpu_extending)
 
 _lock = threading.Lock()
-_cuda_registered = False
+_cuda_ns: dict | None = None  # register_cuda's namespace
 
 
 def _cuda_simulator() -> bool:
@@ -531,22 +576,43 @@ def _cuda_simulator() -> bool:
     return bool(getattr(cuda, "simulator_enabled", False) or cuda.config.ENABLE_CUDASIM)
 
 
-def register_cuda() -> None:
-    """Make this module's functions compilable by ``numba.cuda`` (idempotent).
+def _cuda_namespace() -> dict:
+    """This module's globals with every function replaced by a copy whose
+    globals are the new namespace.
 
-    Registers them with numba-cuda's own registries (``numba.cuda.extending``,
-    separate from the CPU ones); under the CUDA simulator they run as plain
-    Python and nothing is registered. Imports ``numba.cuda``.
+    numba types a Python function object once for every target (its
+    ``types.Function`` and the IR it inlines are shared), so a function the
+    CPU compiled first would reach CUDA kernels with the CPU's implementation;
+    CUDA kernels get copies the CPU never sees.
     """
-    global _cuda_registered
-    with _lock:
-        if _cuda_registered:
-            return
-        if not _cuda_simulator():
-            from numba.cuda import extending
+    ns = dict(globals())
+    for name, value in globals().items():
+        if isinstance(value, pytypes.FunctionType) and value.__module__ == __name__:
+            ns[name] = pytypes.FunctionType(
+                value.__code__, ns, value.__name__, value.__defaults__, value.__closure__
+            )
+    for table in ("ELEMENT_FUNCTIONS", "_CUDA_ELEMENTS"):
+        ns[table] = {key: ns[f.__name__] for key, f in globals()[table].items()}
+    return ns
 
-            _register(extending)
-        _cuda_registered = True
+
+def register_cuda() -> dict:
+    """Make this module's functions compilable by ``numba.cuda`` (idempotent):
+    copies of them (:func:`_cuda_namespace`), registered with numba-cuda's
+    own registries (``numba.cuda.extending``); under the CUDA simulator they
+    run as plain Python and nothing is registered. Imports ``numba.cuda``.
+    Returns the copies' namespace.
+    """
+    global _cuda_ns
+    with _lock:
+        if _cuda_ns is None:
+            ns = _cuda_namespace()
+            if not _cuda_simulator():
+                from numba.cuda import extending
+
+                ns["_register"](extending)
+            _cuda_ns = ns
+    return _cuda_ns
 
 
 def _element(name: str) -> Callable:
@@ -567,7 +633,8 @@ def cpu_function(name: str) -> Callable:
 def cuda_function(name: str) -> Callable:
     """``numba.cuda.jit(device=True)`` of the element function ``name``, one
     per process, after :func:`register_cuda`; imports ``numba.cuda``."""
-    register_cuda()
+    ns = register_cuda()
     from numba import cuda
 
-    return cuda.jit(device=True)(_CUDA_ELEMENTS.get(name) or _element(name))
+    _element(name)  # a known name
+    return cuda.jit(device=True)(ns["_CUDA_ELEMENTS"].get(name) or ns["ELEMENT_FUNCTIONS"][name])

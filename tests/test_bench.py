@@ -374,8 +374,10 @@ def test_torch_runs_on_16_bit_tensors(dtype):
     assert _positive(row["x_torch"]) and "torch" in row["samples_s"]
     import torch
 
+    from fastgd.torch._device import from_numpy
+
     params, grad = bench.random_arrays(8, dtype, 2)
-    tensor = kernels._tensor(torch, params)
+    tensor = from_numpy(params)
     assert tensor.dtype == getattr(torch, dtype)
     np.testing.assert_array_equal(tensor.float().numpy(), params.astype(np.float32))
     tensor += 1  # the same memory

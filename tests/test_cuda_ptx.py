@@ -143,3 +143,48 @@ def test_stored_kernels_compile_to_sm90_ptx_without_float64(hopper, kind, roundi
     bad = [line.strip() for line in ptx.splitlines() if F64.search(line)]
     assert bad == [], f"float64 in the {kind} {rounding} kernel: {bad[:3]}"
     assert "call" not in ptx.split(".entry", 1)[1]
+
+
+def test_storage_kernels_compile_after_other_cuda_code():
+    """The CPU compiled stochastic rounding, then numba-cuda compiled a user's
+    kernel, then fastgd's CUDA conversions were registered: the 16-bit kernels
+    still compile (numba types a function once for every target, so CUDA gets
+    copies of the conversions the CPU never saw). A fresh process: the
+    registration happens once per process."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        from types import SimpleNamespace
+        import numpy as np
+        import fastgd
+        p = np.ones(8, np.float16)  # the CPU's stochastic rounding compiled first
+        fastgd.SGD(p, lr=0.1, stochastic_rounding=True, seed=1).step(np.ones(8, np.float16))
+        import numba.cuda.dispatcher as dispatcher
+        from numba import cuda, types
+        dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=(9, 0))
+
+        @cuda.jit
+        def other(x):
+            x[0] = x[0] * 2
+        cuda.compile_ptx(other.py_func, (types.Array(types.float32, 1, "C"),), cc=(9, 0))
+
+        from fastgd import backends
+        from fastgd.rules import RULES
+        rule = RULES["adam"]
+        u16 = types.Array(types.uint16, 1, "C")
+        scalars = types.UniTuple(types.float32, len(backends.COMMON_SCALARS) + len(rule.scalars))
+        for kind in ("bfloat16", "float16"):
+            storage = backends.Storage(kind, kind, kind, "stochastic")
+            module = backends.loops(rule, (False,) * 5, (False,), ("exp_avg", "exp_avg_sq"),
+                                    "float32", "cuda", storage)
+            sig = (u16, u16, u16, u16, scalars) + (types.int64,) * 3
+            ptx, _ = cuda.compile_ptx(module.kernel.py_func, sig, cc=(9, 0))
+            assert "st.global.u16" in ptx
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.split() == ["ok"], out.stderr[-3000:]

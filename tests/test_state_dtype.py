@@ -15,14 +15,16 @@ float32 loss.
 
 from __future__ import annotations
 
-import copy
-import pickle
-
 import ml_dtypes
 import numpy as np
 import pytest
 from cases import EXTRA_STATE_CONFIGS
-from reference import Reference
+from storage_reference import (
+    assert_copies_resume_bit_identically,
+    assert_same_bits,
+    assert_within_storage_cost,
+    emulated_runs,
+)
 
 import fastgd
 from fastgd import problems
@@ -42,71 +44,43 @@ def config(rule):
 
 
 def run(rule, hp, state_dtype, seed=0, steps=STEPS, n=N, backend="serial"):
-    """fastgd's run, the float64 reference and the float64 reference with its
-    state rounded to ``state_dtype`` after every step."""
+    """fastgd's run and the float64 reference runs (exact, and with the state
+    rounded to ``state_dtype`` after every step)."""
     rng = np.random.default_rng(seed)
     p0 = rng.standard_normal(n)
-    p_ref, p_emul = p0.copy(), p0.copy()
+    grads = [rng.standard_normal(n).astype(np.float32) for _ in range(steps)]
     p = p0.astype(np.float32)
     opt = fastgd.OPTIMIZERS[rule](p, backend=backend, state_dtype=state_dtype, **hp)
-    ref, emul = Reference(rule, (n,), **hp), Reference(rule, (n,), **hp)
-    store = DTYPES.get(state_dtype, np.float64)
-    for arr in emul.state.values():
-        arr[...] = arr.astype(store).astype(np.float64)
-    for _ in range(steps):
-        g = rng.standard_normal(n).astype(np.float32)
-        ref.step(p_ref, g.astype(np.float64))
-        emul.step(p_emul, g.astype(np.float64))
-        for arr in emul.state.values():
-            arr[...] = arr.astype(store).astype(np.float64)
+    for g in grads:
         opt.step(g)
-    return opt, p, p_ref, p_emul, ref, emul
+    store = DTYPES.get(state_dtype, np.float64)
+    return opt, p, emulated_runs(rule, hp, p0, grads, np.float64, store)
 
 
 @pytest.mark.parametrize("kind", sorted(UNIT))
 @pytest.mark.parametrize("rule", RULES)
 def test_16_bit_state_costs_what_its_storage_implies(rule, kind):
-    hp = config(rule)
-    opt, p, p_ref, p_emul, ref, emul = run(rule, hp, kind)
+    opt, p, runs = run(rule, config(rule), kind)
     assert opt.state_dtype == DTYPES[kind]
     assert all(a.dtype == DTYPES[kind] for a in opt.state.values())
-    assert set(opt.state) == set(ref.state)
-    moved = np.linalg.norm(p_ref - np.random.default_rng(0).standard_normal(N))
-    storage_cost = np.linalg.norm(p_emul - p_ref)  # what 16-bit state costs in float64
-    ours = np.linalg.norm(p.astype(np.float64) - p_ref)
-    assert storage_cost > 0
-    assert ours <= 1.5 * storage_cost + 1e-6 * moved, (ours, storage_cost)
+    moved = np.linalg.norm(runs[0] - np.random.default_rng(0).standard_normal(N))
+    storage_cost = assert_within_storage_cost(opt, p, runs, moved)
     # and it is small: a few units of the storage's roundoff per unit of movement
     # (float16's subnormals below 6e-5 cost more for the tiny second moments)
     assert storage_cost <= (0.5 if kind == "float16" else 0.1) * moved
-    # each state array: as close to the emulated one as the emulation is to the exact
-    for name, arr in opt.state.items():
-        got = arr.astype(np.float64)
-        exact, rounded = ref.state[name], emul.state[name]
-        cost = np.linalg.norm(rounded - exact)
-        assert np.linalg.norm(got - exact) <= 1.5 * cost + 1e-6 * np.linalg.norm(exact), name
 
 
 @pytest.mark.parametrize("rule", ["adam", "rmsprop", "lion"])
 def test_serial_and_parallel_agree_and_copies_resume_bit_identically(rule):
     hp = config(rule)
-    a, pa, *_ = run(rule, hp, "bfloat16", steps=5, n=300_001, backend="serial")
-    b, pb, *_ = run(rule, hp, "bfloat16", steps=5, n=300_001, backend="parallel")
-    np.testing.assert_array_equal(pa, pb)
-    for name in a.state:
-        np.testing.assert_array_equal(a.state[name].view(np.uint16), b.state[name].view(np.uint16))
+    a, pa, _ = run(rule, hp, "bfloat16", steps=5, n=300_001, backend="serial")
+    b, pb, _ = run(rule, hp, "bfloat16", steps=5, n=300_001, backend="parallel")
+    assert_same_bits(a, b)
     # state_dict into a new optimizer, deepcopy and pickle: the same next steps
     resumed = fastgd.OPTIMIZERS[rule](pa.copy(), state_dtype=ml_dtypes.bfloat16, **hp)
-    resumed.load_state_dict(a.state_dict())
-    twins = [resumed, copy.deepcopy(a), pickle.loads(pickle.dumps(a))]
     g = np.random.default_rng(9).standard_normal(pa.size).astype(np.float32)
-    for _ in range(3):
-        a.step(g)
-        for twin in twins:
-            twin.step(g)
-    for twin in twins:
-        np.testing.assert_array_equal(twin.params, a.params)
-        assert twin.state_dtype == a.state_dtype
+    assert_copies_resume_bit_identically(a, resumed, g)
+    assert resumed.state_dtype == a.state_dtype
 
 
 def test_refusals_name_the_argument_and_change_nothing():

@@ -239,11 +239,13 @@ def _fmix32_reference(h):
 
 
 def _random_bits_reference(seed, step, index):
-    """:func:`fastgd.storage.random_bits` as documented, on Python integers."""
+    """:func:`fastgd.storage.random_bits` as documented, on Python integers:
+    the index's high word before its low word."""
     h = 0x9E3779B9
-    for word in (seed, step, index):
-        h = _fmix32_reference(h ^ (word & 0xFFFFFFFF))
-        h = _fmix32_reference(h ^ (word >> 32))
+    words = (seed & 0xFFFFFFFF, seed >> 32, step & 0xFFFFFFFF, step >> 32, index >> 32,
+             index & 0xFFFFFFFF)  # fmt: skip
+    for word in words:
+        h = _fmix32_reference(h ^ word)
     return h
 
 
@@ -258,15 +260,20 @@ def _random_bits_compiled(seed, step, offset, out):
 
 @pytest.mark.parametrize(
     "seed, step, index, bits",
-    [(0, 0, 0, 0xE88CF1A4), (1234, 7, 0, 0x60102353), (1234, 7, 2**32 + 5, 0xC8AFD503),
-     (2**64 - 1, 2**64 - 1, 2**64 - 1, 0xDDBBF5D1), (2**40 + 1234, 2**33 + 7, 12345, 0xA4A39995)],
+    [(0, 0, 0, 0xE88CF1A4), (1234, 7, 0, 0x60102353), (1234, 7, 2**32 + 5, 0x2781D005),
+     (2**64 - 1, 2**64 - 1, 2**64 - 1, 0xDDBBF5D1), (2**40 + 1234, 2**33 + 7, 12345, 0xB5B3CD0B),
+     (2**63 - 1, 1, 2**32 - 1, 0xBE5DBAB1), (5, 2**32, 2**40 + 2**32 - 3, 0xECBFDDB3)],
 )  # fmt: skip
 def test_random_bits_are_pinned(seed, step, index, bits):
     """The hash's output never changes (checkpointed runs replay the same
     roundings): the documented formula, plain Python and compiled (32-bit
-    ``fmix32`` there), vectorized loops across the 2**32 index boundary."""
+    ``fmix32`` there), vectorized loops across the 2**32 index boundary, and
+    the prefix/word split the loops use."""
     assert _random_bits_reference(seed, step, index) == bits
     assert storage.random_bits(seed, step, index) == bits
+    prefix = storage.random_prefix(seed, step, index >> 32)
+    assert storage.random_word(prefix, index & 0xFFFFFFFF) == bits
+    assert storage.random_word(prefix, index) == bits  # only the low word counts
     if seed < 2**63 and step < 2**63:
         offset = max(index - 40, 0) if index < 2**63 else 2**32 - 40
         out = np.empty(80, np.uint64)
@@ -381,6 +388,10 @@ def test_random_bits():
     ones = np.unpackbits(r.astype(">u4").view(np.uint8)).reshape(n, 32).mean(axis=0)
     assert np.all(np.abs(ones - 0.5) < 0.01)
     assert storage.random_bits(SEED, STEP, 2**32) != storage.random_bits(SEED, STEP, 0)
+    # another block (index high word 2): a bijection of the low word too, other values
+    other = np.empty(n, np.uint64)
+    _random_bits_compiled(SEED, STEP, 2**33, other)
+    assert len(np.unique(other)) == n and np.mean(other != r) > 0.99
 
 
 # -- generated code: a bitcast, no call, no float64 -------------------------------

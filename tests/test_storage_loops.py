@@ -20,6 +20,7 @@ from cases import EXTRA_STATE_CONFIGS
 import fastgd
 from fastgd import backends
 from fastgd.backends import Storage
+from fastgd.storage import f32_to_bf16_bits_sr, f32_to_f16_bits_sr
 
 N = 1000
 STEPS = 12
@@ -181,6 +182,47 @@ def test_stochastic_rounding_is_unbiased_and_reproducible():
     # answer (the spread of one element is a few ulps of 2**-8)
     assert abs(a.mean() - exact) < 3 * 2.0**-8 / np.sqrt(512) * 8
     assert np.all(a < 1.0)  # no element stalled
+
+
+def run_stochastic_reference(rule, hp, p, g, kind, seed, step, offset):
+    """The float32 loop on widened arrays, then the parameters rounded by the
+    plain Python ``fastgd.storage.f32_to_bf16_bits_sr`` (or float16) with
+    the counter ``(seed, step, offset + i)``, the state to nearest."""
+    h = Harness(rule, hp, p.size)
+    p = widened(rounded(p, kind), kind).copy()
+    states = [widened(rounded(s, kind), kind).copy() for s in h.initial_states()]
+    h.step(backends.NATIVE, "serial", [p, widened(rounded(g, kind), kind), *states])
+    sr = {"bfloat16": f32_to_bf16_bits_sr, "float16": f32_to_f16_bits_sr}[kind]
+    bits = [sr(v, seed, step, (offset + i) % 2**64) for i, v in enumerate(p)]
+    return np.array(bits, np.uint16), [rounded(s, kind) for s in states]
+
+
+@pytest.mark.parametrize(
+    "n, offset",
+    [(101, 0), (101, 2**32 - 37), (101, 5 * 2**32 - 1), (101, 2**64 - 30), (1, 2**32 - 1),
+     (0, 7), (20_001, 2**32 - 15_000)],
+)  # fmt: skip
+@pytest.mark.parametrize("kind", ["bfloat16", "float16"])
+def test_stochastic_loops_draw_the_documented_counter(kind, n, offset):
+    """Element ``i`` of a stochastic loop rounds with ``random_bits(seed, step,
+    offset + i)`` (modulo 2**64), serial and parallel, also where the indices
+    cross a multiple of 2**32 (a new prefix of the hash) or 2**64."""
+    seed, step = 2**40 + 3, 2**33 + 5
+    p, (g,) = data(4, n=n, steps=1)
+    ref_p, ref_states = run_stochastic_reference("adam", {}, p, g, kind, seed, step, offset)
+    signed = offset - 2**64 if offset >= 2**63 else offset  # the loops take int64
+    for backend in ("serial", "parallel"):
+        h = Harness("adam", {}, n)
+        got = rounded(p, kind).copy()
+        states = [rounded(s, kind).copy() for s in h.initial_states()]
+        sr = Storage(kind, kind, kind, "stochastic")
+        h.step(sr, backend, [got, rounded(g, kind), *states], extra=(seed, step, signed))
+        np.testing.assert_array_equal(got, ref_p, err_msg=backend)
+        for a, b in zip(states, ref_states, strict=True):
+            np.testing.assert_array_equal(a, b)
+    if n > 1:  # the counter matters: one index further gives other bits
+        shifted, _ = run_stochastic_reference("adam", {}, p, g, kind, seed, step, offset + 1)
+        assert not np.array_equal(shifted, ref_p)
 
 
 def test_storage_spec_refuses_nonsense():

@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 import fastgd
-from fastgd import backends, config
+from fastgd import _precision, backends, config
 
 #: Repetitions (interleaved samples per contender) unless told otherwise.
 DEFAULT_REPEAT = 7
@@ -87,9 +87,7 @@ def bytes_per_step(
 def _np_dtype(dtype) -> np.dtype:
     """``dtype`` as a NumPy dtype; the name ``"bfloat16"`` is ``ml_dtypes.bfloat16``."""
     if isinstance(dtype, str) and dtype == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
+        return _precision.bfloat16()
     return np.dtype(dtype)
 
 

@@ -144,8 +144,10 @@ def torch_step(
     torch = _import_torch()
     cls_name, kwargs = equivalent
     cls = getattr(torch.optim, cls_name)
-    tensor = _tensor(torch, params).requires_grad_()
-    tensor.grad = _tensor(torch, grad)
+    from fastgd.torch._device import from_numpy
+
+    tensor = from_numpy(params).requires_grad_()
+    tensor.grad = from_numpy(grad)
     for impl, extra in (
         ("fused", {"fused": True}),
         ("foreach", {"foreach": True}),
@@ -160,13 +162,6 @@ def torch_step(
             opt.step()
         return opt.step, impl
     return None  # pragma: no cover - the for-loop implementation always runs
-
-
-def _tensor(torch, array: np.ndarray):
-    """``array`` as a tensor on its memory (bfloat16 through its ``uint16`` bits)."""
-    if array.dtype.name == "bfloat16":
-        return torch.from_numpy(array.view(np.uint16)).view(torch.bfloat16)
-    return torch.from_numpy(array)
 
 
 def torch_time(

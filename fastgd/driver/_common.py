@@ -43,6 +43,11 @@ _OPTION_HINTS = {
     "backend": "pass backend= as a keyword argument of minimize()",
     "tol": "use gtol (or ftol)",
     "params": "x0 is the parameters",
+    "seed": "pass seed= (the mini-batch order's) as a keyword argument of minimize()",
+    "kahan": "minimize runs float32/float64 parameters; Kahan storage is for 16-bit "
+    "parameters of the optimizer classes",
+    "stochastic_rounding": "minimize runs float32/float64 parameters; stochastic rounding "
+    "is for 16-bit parameters of the optimizer classes",
 }
 
 

@@ -45,7 +45,10 @@ def _hyperparameter_names(method: str) -> tuple[str, ...]:
         return ("lr", "momentum")
     if method == "lbfgs":
         return tuple(LBFGS_OPTIONS)
+    # minimize's parameters are float32/float64: of the storage options only
+    # state_dtype applies (16-bit state for float32 parameters)
     skip = ("params", "maximize", "l1", "l1_mode", "backend")
+    skip += ("kahan", "stochastic_rounding", "seed")
     params = inspect.signature(OPTIMIZERS[method]).parameters
     return tuple(p for p in params if p not in skip)
 

@@ -48,13 +48,14 @@ def kernel_array(t: torch.Tensor, device: bool):
 def tensor_of(arr, like: torch.Tensor) -> torch.Tensor:
     """The kernel array ``arr`` (made by fastgd) as a tensor on ``like``'s device."""
     if isinstance(arr, np.ndarray):
-        return _from_numpy(arr)
+        return from_numpy(arr)
     if like.is_cuda:
         return torch.as_tensor(arr, device=like.device)
-    return _from_numpy(arr._ary)  # a simulator device array
+    return from_numpy(arr._ary)  # a simulator device array
 
 
-def _from_numpy(arr: np.ndarray) -> torch.Tensor:
+def from_numpy(arr: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy``, also for ``ml_dtypes.bfloat16`` arrays (through their bits)."""
     if arr.dtype.name == "bfloat16":  # torch.from_numpy knows no ml_dtypes type
         return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(arr)

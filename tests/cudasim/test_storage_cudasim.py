@@ -8,12 +8,14 @@ stochastic rounding. Few values: the simulator is slow.
 
 from __future__ import annotations
 
+import ml_dtypes
 import numba
 import numpy as np
 import pytest
 from numba import cuda
 
-from fastgd import config, storage
+import fastgd
+from fastgd import backends, config, storage
 
 N = 600
 SEED, STEP = 2**33 + 5, 11
@@ -92,3 +94,33 @@ def test_device_conversions_match_cpu_bit_for_bit():
         bad = np.flatnonzero(u != r)
         assert bad.size == 0, f"{name}: {bad.size} differ, first at {bad[0]}"
     assert np.isnan(cpu[0]).any() and np.isinf(cpu[1]).any()
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "float16"])
+def test_stochastic_kernel_matches_the_cpu_loop_across_a_2_32_boundary(kind):
+    """The generated CUDA kernel hashes each element's full counter
+    (``random_bits``), the CPU loop a prefix per 2**32 indices and the low
+    word per element: the same bits, where ``offset + i`` crosses 2**32."""
+    opt = fastgd.OPTIMIZERS["adam"](np.zeros(8, np.float32), backend="serial")
+    plan = opt._current_plan()
+    flags, scalars = plan.prepare(plan.hp, 1, {})
+    scalars = plan.common_scalars + scalars
+    sr = backends.Storage(kind, kind, kind, "stochastic")
+    n, offset = 64, 2**32 - 37
+    rng = np.random.default_rng(5)
+    dt = {"bfloat16": ml_dtypes.bfloat16, "float16": np.float16}[kind]
+    p, g = (rng.standard_normal(n).astype(dt).view(np.uint16) for _ in range(2))
+    states = [np.zeros(n, np.uint16) for _ in plan.active]
+    cpu_p, cpu_states = p.copy(), [s.copy() for s in states]
+    loop = backends.cpu_loop(opt.rule, plan.common, flags, plan.active, "serial", "float32", sr)
+    loop(cpu_p, g, *cpu_states, scalars, SEED, STEP, offset)
+    module = backends.loops(opt.rule, plan.common, flags, plan.active, "float32", "cuda", sr)
+    dev_p, dev_g, *dev_states = (cuda.to_device(a) for a in (p, g, *states))
+    c = tuple(np.float32(x) for x in scalars)
+    module.kernel[3, config.CUDA_THREADS_PER_BLOCK](
+        dev_p, dev_g, *dev_states, c, SEED, STEP, offset
+    )
+    np.testing.assert_array_equal(dev_p.copy_to_host(), cpu_p)
+    for ours, ref in zip(dev_states, cpu_states, strict=True):
+        np.testing.assert_array_equal(ours.copy_to_host(), ref)
+    assert not np.array_equal(cpu_p, p)

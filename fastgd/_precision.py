@@ -22,8 +22,6 @@ STORAGE_OPTIONS = ("state_dtype", "kahan", "stochastic_rounding", "seed")
 #: The name of the Kahan compensation buffer in ``state`` and ``state_dict()``
 #: (optimi's name).
 KAHAN = "kahan_comp"
-#: The 16-bit storage dtypes, by name (``bfloat16`` is ``ml_dtypes.bfloat16``).
-LOW_NAMES = ("bfloat16", "float16")
 
 
 def bfloat16() -> np.dtype:
@@ -34,15 +32,15 @@ def bfloat16() -> np.dtype:
 
 def kind(dtype: np.dtype) -> str:
     """The :data:`fastgd.backends.STORAGE_KINDS` entry of an array of ``dtype``."""
-    return dtype.name if dtype.name in LOW_NAMES else "native"
+    return dtype.name if dtype.name in _checks.LOW_DTYPE_NAMES else "native"
 
 
 def is_low(dtype) -> bool:
     """True for bfloat16 and float16."""
-    return np.dtype(dtype).name in LOW_NAMES
+    return np.dtype(dtype).name in _checks.LOW_DTYPE_NAMES
 
 
-def as_dtype(value, what: str) -> np.dtype | None:
+def as_dtype(value) -> np.dtype | None:
     """``value`` (a name such as ``"bfloat16"``, a dtype or a scalar type) as a
     NumPy dtype if it names a floating-point type, else None."""
     if isinstance(value, str) and value == "bfloat16":
@@ -54,16 +52,6 @@ def as_dtype(value, what: str) -> np.dtype | None:
     except TypeError:
         return None
     return dtype if dtype.kind == "f" or dtype.name == "bfloat16" else None
-
-
-def check_params_dtype(dtype: np.dtype, what: str = "params") -> np.dtype:
-    """float32, float64, bfloat16 or float16: the parameters an optimizer class takes."""
-    if dtype.name in LOW_NAMES:
-        return dtype
-    try:
-        return _checks.check_dtype(dtype, what)
-    except TypeError as e:
-        raise TypeError(f"{e} (or bfloat16, float16: 16-bit storage)") from None
 
 
 @dataclass(frozen=True)
@@ -106,7 +94,7 @@ def resolve(params: np.dtype, state_dtype=None, kahan=False,
     if state_dtype is None:
         state = params
     else:
-        state = as_dtype(state_dtype, "state_dtype")
+        state = as_dtype(state_dtype)
         if state is None:
             raise TypeError(
                 'state_dtype must be None, "float32", "bfloat16" or "float16" (or the dtype), '

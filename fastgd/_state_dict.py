@@ -85,7 +85,7 @@ class StateDict:
         dtype = self._dtype
         sd_dtype = None
         if isinstance(sd["dtype"], (str, np.dtype)):
-            sd_dtype = _precision.as_dtype(sd["dtype"], "state dict 'dtype'")
+            sd_dtype = _precision.as_dtype(sd["dtype"])
         if sd_dtype is None:
             raise TypeError(f"state dict 'dtype' {sd['dtype']!r} is not a dtype")
         if sd_dtype != dtype:
@@ -145,8 +145,14 @@ class StateDict:
                 target[...] = arr.reshape(-1)
         self._host = host
         self._steps = step
-        self._precision = dataclasses.replace(self._precision, seed=seed)
+        self._reseed(seed)
         self._plan = None
+
+    def _reseed(self, seed: int | None) -> None:
+        """Take the stochastic rounding's ``seed`` (a checkpoint's; validated),
+        from the next step on."""
+        self._precision = dataclasses.replace(self._precision, seed=seed)
+        self._plan = None  # the plan holds the seed
 
     def _checked_hyperparameters(self, hp) -> dict:
         if not isinstance(hp, dict):
@@ -176,7 +182,7 @@ class StateDict:
             if not isinstance(arr, np.ndarray):
                 raise TypeError(f"state {name!r} must be a NumPy array, got {type(arr).__name__}")
             arr = _checks.host_array(arr, f"state {name!r}")
-            expected = self._dtype if name in kahan else self._state_dtype
+            expected = self._dtype if name in kahan else self._precision.state
             if arr.dtype != expected:
                 which = "state_dtype" if expected != self._dtype else "params dtype"
                 raise TypeError(

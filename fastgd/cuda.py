@@ -175,7 +175,7 @@ def kernel_launcher(opt, plan, flags):
     """A callable ``(p, g, *states, scalars, *counter, stream)`` launching one
     configuration; ``counter`` is ``(seed, step, offset)`` with stochastic
     rounding, else empty (see :class:`fastgd.backends.Storage`)."""
-    storage, compute = opt._storage, opt._precision.compute
+    storage, compute = opt._precision.storage, opt._precision.compute
     module = backends.loops(
         opt.rule, plan.common, flags, plan.active, compute.name, "cuda", storage
     )

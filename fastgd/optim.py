@@ -24,6 +24,9 @@ class _Plan:
         "common_scalars",
         "active",
         "states",
+        "params",
+        "bits",
+        "seed",
         "backend",
         "loops",
         "generation",
@@ -166,8 +169,6 @@ class Optimizer(StateDict):
         self._shape = tuple(params.shape)
         self._dtype = np.dtype(flat.dtype)
         self._precision = precision
-        self._state_dtype, self._storage = precision.state, precision.storage
-        self._loop_params = flat.view(np.uint16) if precision.bits else flat
         self._state: dict[str, np.ndarray] = {}
         self._flat_state: dict[str, np.ndarray] = {}
         self._host: dict[str, float | bool] = {}
@@ -193,7 +194,7 @@ class Optimizer(StateDict):
     @property
     def state_dtype(self) -> np.dtype:
         """The state arrays' dtype (read-only: chosen at construction)."""
-        return self._state_dtype
+        return self._precision.state
 
     @property
     def kahan(self) -> bool:
@@ -290,7 +291,7 @@ class Optimizer(StateDict):
             if name == _precision.KAHAN:  # the compensation: the parameters' dtype, zero
                 value, dtype = 0.0, self._dtype
             else:
-                value, dtype = self.rule.initial(self, name), self._state_dtype
+                value, dtype = self.rule.initial(self, name), self._precision.state
             if self._device:
                 from fastgd import cuda as _cuda
 
@@ -319,18 +320,23 @@ class Optimizer(StateDict):
         _check_representable(plan.hp, plan.common_scalars, self._precision.compute)
         plan.active = self.rule.active(self)
         states = [self._state_array(name) for name in plan.active]
-        if self._storage.state != "native":  # the loops read 16-bit storage as its bits
+        precision = self._precision
+        if precision.storage.state != "native":  # the loops read 16-bit storage as its bits
             states = [a.view(np.uint16) for a in states]
-        if self._precision.kahan:  # the loops take the compensation after the state
+        if precision.kahan:  # the loops take the compensation after the state
             states.append(self._state_array(_precision.KAHAN).view(np.uint16))
         plan.states = tuple(states)
+        flat = self._flat_params
+        plan.bits = precision.bits  # 16-bit params and grad: the loops read their bits
+        plan.params = flat.view(np.uint16) if precision.bits else flat
+        plan.seed = precision.seed  # None without stochastic rounding
         if self._device:
             plan.backend = "cuda"
         else:
             params = self._flat_params
-            state_nbytes = params.size * self._state_dtype.itemsize
+            state_nbytes = params.size * precision.state.itemsize
             n_bytes = backends.traffic_bytes(
-                params.nbytes, len(plan.active), state_nbytes, self._precision.kahan
+                params.nbytes, len(plan.active), state_nbytes, precision.kahan
             )
             plan.backend = backends.select(n_bytes, self.backend)
         plan.loops = {}
@@ -346,7 +352,13 @@ class Optimizer(StateDict):
         else:
             dtype = self._precision.compute.name
             loop = backends.cpu_loop(
-                self.rule, plan.common, flags, plan.active, plan.backend, dtype, self._storage
+                self.rule,
+                plan.common,
+                flags,
+                plan.active,
+                plan.backend,
+                dtype,
+                self._precision.storage,
             )
         plan.loops[flags] = loop
         return loop
@@ -377,8 +389,6 @@ class Optimizer(StateDict):
 
             g = _cuda.flat_grad(grad, self._shape, self._dtype)
             launch = (stream,)
-            if self._precision.bits:
-                g = g.view(np.uint16)
         else:
             if stream is not None:
                 raise TypeError("stream= applies to CUDA arrays only; params is a host array")
@@ -397,16 +407,16 @@ class Optimizer(StateDict):
             else:
                 g = _checks.check_grad(grad, self._array)
             launch = ()
-            if self._precision.bits:  # the loops read 16-bit storage as its bits
-                g = g.view(np.uint16)
         plan = self._current_plan()
+        if plan.bits:
+            g = g.view(np.uint16)
         t = self._steps + 1
         host = self._host.copy()
         flags, scalars = plan.prepare(plan.hp, t, host)
         loop = plan.loops.get(flags) or self._loop(plan, flags)
-        if self._precision.stochastic:  # the hash's counter: (seed, step, index)
-            launch = (self._precision.seed, t, 0, *launch)
-        loop(self._loop_params, g, *plan.states, plan.common_scalars + scalars, *launch)
+        if plan.seed is not None:  # stochastic rounding's counter: (seed, step, index)
+            launch = (plan.seed, t, 0, *launch)
+        loop(plan.params, g, *plan.states, plan.common_scalars + scalars, *launch)
         d = self.__dict__  # past __setattr__: this is the per-step path
         d["_host"] = host
         d["_steps"] = t
@@ -429,10 +439,10 @@ class Optimizer(StateDict):
         flags, scalars = plan.prepare(plan.hp, t, host)
         loop = plan.loops.get(flags) or self._loop(plan, flags)
         launch = (stream,) if self._device else ()
-        if self._precision.stochastic:
-            launch = (self._precision.seed, t, lo, *launch)
-        params = self._loop_params
-        if self._precision.bits:
+        if plan.seed is not None:
+            launch = (plan.seed, t, lo, *launch)
+        params = plan.params
+        if plan.bits:
             grad = grad.view(np.uint16)
         if lo == 0 and hi == params.shape[0]:  # the whole buffer: no slices to make
             loop(params, grad, *plan.states, plan.common_scalars + scalars, *launch)
@@ -445,7 +455,7 @@ class Optimizer(StateDict):
     def __getstate__(self) -> dict:
         # compiled loops and flat views are rebuilt, so copies update their own arrays
         state = self.__dict__.copy()
-        for key in ("_plan", "_flat_params", "_loop_params", "_flat_state", "_array", "_root"):
+        for key in ("_plan", "_flat_params", "_flat_state", "_array", "_root"):
             state.pop(key, None)
         return state
 
@@ -463,14 +473,12 @@ class Optimizer(StateDict):
             self._root = _checks.memory_root(self._array)
             self._flat_params = self._array.reshape(-1)
             self._flat_state = {k: v.reshape(-1) for k, v in self._state.items()}
-        flat = self._flat_params
-        self._loop_params = flat.view(np.uint16) if self._precision.bits else flat
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         state = ""
-        if self._state_dtype != self._dtype:
-            state = f", state_dtype={self._state_dtype.name}"
+        if self._precision.state != self._dtype:
+            state = f", state_dtype={self._precision.state.name}"
         if self._precision.kahan:
             state += ", kahan=True"
         if self._precision.stochastic:

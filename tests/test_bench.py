@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastgd
-from fastgd import backends, bench, cli
+from fastgd import _precision, backends, bench, cli
 from fastgd.bench import kernels
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -355,7 +355,7 @@ def test_storage_ceiling_moves_16_bit_arrays_as_bits():
     np.testing.assert_array_equal(p, (before[0] + 2 * g.astype(np.int64)).astype(np.uint16))
     np.testing.assert_array_equal(s16, before[1])  # xor 1, twice
     np.testing.assert_array_equal(s32, before[2])
-    opt = fastgd.AdamW(np.ones(N, kernels._np_dtype("bfloat16")), kahan=True)
+    opt = fastgd.AdamW(np.ones(N, _precision.bfloat16()), kahan=True)
     opt.step(np.ones(N, opt.params.dtype))
     ceiling = kernels._storage_ceiling(opt, opt.params, opt.params.copy(), 2, "serial", 0)
     arrays = ceiling.args

@@ -80,15 +80,8 @@ def bytes_per_step(
         float32 Adam, 20 with 16-bit state, 14 for bfloat16 Adam, 18 with Kahan.
     """
     state_nbytes = None if state_itemsize is None else state_itemsize * n
-    params_nbytes = _np_dtype(dtype).itemsize * n
+    params_nbytes = _precision.as_dtype(dtype).itemsize * n
     return backends.traffic_bytes(params_nbytes, n_states, state_nbytes, kahan)
-
-
-def _np_dtype(dtype) -> np.dtype:
-    """``dtype`` as a NumPy dtype; the name ``"bfloat16"`` is ``ml_dtypes.bfloat16``."""
-    if isinstance(dtype, str) and dtype == "bfloat16":
-        return _precision.bfloat16()
-    return np.dtype(dtype)
 
 
 def bench_hyperparameters(name: str) -> dict:
@@ -102,7 +95,7 @@ def random_arrays(n: int, dtype, count: int, seed: int = 0) -> list[np.ndarray]:
     Zeros (or denormals) would take slow paths in some rules and flatter others.
     ``dtype`` may be ``"bfloat16"`` (``ml_dtypes.bfloat16``) or ``"float16"``.
     """
-    dtype = _np_dtype(dtype)
+    dtype = _precision.as_dtype(dtype)
     rng = np.random.default_rng(seed)
     arrays = []
     for _ in range(count):
@@ -394,7 +387,7 @@ def machine_info(dtype="float32", with_torch: bool = True) -> dict:
         "fastgd": fastgd.__version__,
         "torch": None,
         "torch_threads": None,
-        "dtype": str(_np_dtype(dtype)),
+        "dtype": str(_precision.as_dtype(dtype)),
         "parallel_min_bytes": config.PARALLEL_MIN_BYTES,
         "load_average": _load_average(),
         "cpu_at_start": _cpu_snapshot(),

@@ -21,6 +21,7 @@ import numpy as np
 
 # SMALL_N, SMALL_N_MIN_STEPS and random_arrays are read from the package when a
 # benchmark runs, so rebinding them on fastgd.bench still works (the tests do).
+from fastgd import _precision
 from fastgd import bench as _bench
 from fastgd.bench._timing import (
     BENCH_COLUMNS,
@@ -33,7 +34,6 @@ from fastgd.bench._timing import (
     _check_rules,
     _check_sizes,
     _import_torch,
-    _np_dtype,
     _optimizer,
     bytes_per_step,
     ceiling_step,
@@ -179,7 +179,7 @@ def torch_time(
     missing or lacks the rule.
     """
     if hyperparameters is None:
-        hyperparameters = _optimizer(name, np.ones(1, _np_dtype(dtype))).hyperparameters
+        hyperparameters = _optimizer(name, np.ones(1, _precision.as_dtype(dtype))).hyperparameters
     params, grad = random_arrays(n, dtype, 2)
     found = torch_step(name, params, grad, hyperparameters)
     if found is None:
@@ -388,7 +388,7 @@ def _check_table_dtype(dtype) -> str:
     if isinstance(dtype, str) and dtype in DTYPES:
         return dtype
     try:
-        name = str(_np_dtype(dtype))
+        name = str(_precision.as_dtype(dtype))
     except TypeError:
         name = None
     if name not in DTYPES:

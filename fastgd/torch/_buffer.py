@@ -123,7 +123,7 @@ class _Buffer:
     def refresh_views(self) -> bool:
         """Per-tensor views of the state arrays the current plan uses; True if
         the set changed (a hyperparameter switched a state on)."""
-        active = self.opt._plan.active
+        active = self.opt._current_plan().active
         if active == self.active:
             return False
         stored = (*active, _precision.KAHAN) if self.kahan else active

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import operator
 import secrets
@@ -473,7 +472,7 @@ class FlatOptimizer(torch.optim.Optimizer):
                     buf.seen = {name: group[name] for name in buf.seen}
                     if buf.opt.stochastic_rounding:
                         seed = buf.core_seed(group["seed"])
-                        buf.opt._precision = dataclasses.replace(buf.opt._precision, seed=seed)
+                        buf.opt._reseed(seed)
                     buf.refresh_views()
                     for i, p in enumerate(buf.params):
                         entry = loaded.get(p, {})

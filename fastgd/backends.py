@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from fastgd import config, kernel_cache
+from fastgd import _pairs, config, kernel_cache
 from fastgd.rules import Rule
 
 #: Flags every rule gets from :func:`fastgd.rules.prologue` / ``epilogue``.
@@ -130,18 +130,20 @@ _UNPACK = """\
     l1_thresh = numba.{dtype}(c[3])
 {scalar_lines}"""
 
+#: ``{x}`` suffixes the element's local names: empty in the element loops,
+#: ``_lo``/``_hi`` for the two halves of a word in :mod:`fastgd._pairs`.
 _BODY = """\
-{pre}        pi, gi = _prologue({p_in}, {g_in}, MAXIMIZE, L2, DECOUPLED, L1_SUB, wd, decay, l1)
-        pi, {outs} = _element(pi, gi, {ins}{flags}{scalars})
+{pre}        pi{x}, gi{x} = _prologue(
+            {p_in}, {g_in}, MAXIMIZE, L2, DECOUPLED, L1_SUB, wd, decay, l1)
+        pi{x}, {outs} = _element(pi{x}, gi{x}, {ins}{flags}{scalars})
 {p_store}
 {stores}"""
 
 _KAHAN_STORE = """\
-        pn = _epilogue(pi, L1_PROX, l1_thresh)
-        u = {load_k} + (pn - p0)
-        pw = {store}(p0 + u)
-        p[i] = pw
-        kbuf[i] = {store}(u - ({load}(pw) - p0))"""
+        pn{x} = _epilogue(pi{x}, L1_PROX, l1_thresh)
+        u{x} = {load_k} + (pn{x} - p0{x})
+        pw{x} = {store}(p0{x} + u{x})
+        kw{x} = {store}(u{x} - ({value}(pw{x}) - p0{x})){writes}"""
 
 _CPU_LOOP = """
 @numba.njit(error_model="numpy", cache={cache}, nogil=True{parallel})
@@ -214,7 +216,7 @@ def _source_digest() -> str:
         from fastgd import rules, storage
 
         h = hashlib.sha256()
-        for mod in (rules, storage, sys.modules[__name__]):
+        for mod in (rules, storage, _pairs, sys.modules[__name__]):
             with open(mod.__file__, "rb") as f:
                 h.update(f.read())
         h.update(f"{numba.__version__} {sys.version}".encode())
@@ -227,7 +229,11 @@ def _flag_lines(rule: Rule, common: tuple[bool, ...], flags: tuple[bool, ...]) -
     return "\n".join(f"{n} = {bool(v)}" for n, v in zip(names, common + flags, strict=True))
 
 
-def _load(kind: str, expr: str) -> str:
+def _load(kind: str, expr: str, half: str | None = None) -> str:
+    """The float of array element ``expr`` (``name[i]``), or with ``half``
+    that half of the pair loop's word ``w_<name>``."""
+    if half is not None:
+        return f"_{half}_bfloat16(w_{expr.split('[')[0]})"
     return expr if kind == "native" else f"_ld_{kind}({expr})"
 
 
@@ -235,21 +241,30 @@ def _store(kind: str, expr: str) -> str:
     return expr if kind == "native" else f"_st_{kind}({expr})"
 
 
-def _storage_fields(storage: Storage, target: str) -> dict:
-    """The template fields that load and store each array in its storage."""
+def _storage_fields(storage: Storage, target: str, half: str | None = None) -> dict:
+    """The template fields that load and store each array in its storage:
+    element ``i`` of each array, or with ``half`` (``"lo"``/``"hi"``) that
+    half of the bfloat16 words ``w_<array>`` of a pair loop (:mod:`fastgd._pairs`),
+    whose stores are words ``pw_<half>``, ``kw_<half>`` to pack."""
     pk = storage.params
-    epilogue = "_epilogue(pi, L1_PROX, l1_thresh)"
-    pre, p_in, kbuf, scalar_arg = "", _load(pk, "p[i]"), "", "c"
-    if storage.rounding == "stochastic":
+    x = "" if half is None else f"_{half}"
+    epilogue = f"_epilogue(pi{x}, L1_PROX, l1_thresh)"
+    pre, p_in, kbuf, scalar_arg = "", _load(pk, "p[i]", half), "", "c"
+    store = f"_st_{pk}" if half is None else "_word_bfloat16"
+    if storage.rounding == "stochastic":  # element loops only (_pairs.paired)
         p_store = f"        p[i] = _sr_{pk}({epilogue}, {_SR_BITS[target]})"
         scalar_arg = "c, seed, step, offset"
     elif storage.rounding == "kahan":
-        pre, p_in, kbuf = f"        p0 = {p_in}\n", "p0", "kbuf, "
+        pre, p_in, kbuf = f"        p0{x} = {p_in}\n", f"p0{x}", "kbuf, "
         p_store = _KAHAN_STORE.format(
-            load_k=_load(pk, "kbuf[i]"), store=f"_st_{pk}", load=f"_ld_{pk}"
-        )
-    else:
+            x=x, load_k=_load(pk, "kbuf[i]", half), store=store,
+            value=f"_ld_{pk}" if half is None else "_hi_bfloat16",
+            writes="\n        p[i] = pw\n        kbuf[i] = kw" if half is None else "",
+        )  # fmt: skip
+    elif half is None:
         p_store = f"        p[i] = {_store(pk, epilogue)}"
+    else:
+        p_store = f"        pw{x} = _word_bfloat16({epilogue})"
     function = "cpu_function" if target == "cpu" else "cuda_function"
     lines = []
     kinds = {storage.params, storage.grad, storage.state} - {"native"}
@@ -264,32 +279,38 @@ def _storage_fields(storage: Storage, target: str) -> dict:
     conversions = ""
     if lines:
         conversions = "from fastgd import storage as _storage\n" + "\n".join(lines) + "\n"
-    return dict(pre=pre, p_in=p_in, g_in=_load(storage.grad, "g[i]"), p_store=p_store,
-                kbuf=kbuf, scalar_arg=scalar_arg, conversions=conversions)  # fmt: skip
+    return dict(pre=pre, p_in=p_in, g_in=_load(storage.grad, "g[i]", half), p_store=p_store,
+                kbuf=kbuf, scalar_arg=scalar_arg, conversions=conversions, x=x)  # fmt: skip
 
 
 def _fill(rule: Rule, flags, active, dtype: str, cache: bool, storage: Storage = None,
-          target: str = "cpu") -> dict:  # fmt: skip
-    """The template fields of one configuration for ``target``."""
+          target: str = "cpu", half: str | None = None) -> dict:  # fmt: skip
+    """The template fields of one configuration for ``target`` (with
+    ``half``: of that half of a pair loop, see :func:`_storage_fields`)."""
     storage = NATIVE if storage is None else storage
     sk = storage.state
     slots = [f"s{k}" if name in active else None for k, name in enumerate(rule.states)]
     used = [s for s in slots if s is not None]
-    fields = _storage_fields(storage, target)
+    fields = _storage_fields(storage, target, half)
+    x = fields["x"]
+    if half is None:
+        stores = "\n".join(f"        {s}[i] = {_store(sk, s + '_new')}" for s in used)
+    else:
+        stores = "\n".join(f"        {s}w{x} = _word_bfloat16({s}_new{x})" for s in used)
     # a disabled state slot gets the gradient as a placeholder: its flag makes
     # the element function ignore it, and its result is dropped
     return dict(
         element=rule.element.__name__,
         states="".join(s + ", " for s in used) + fields.pop("kbuf"),
-        ins=", ".join(_load(sk, f"{s}[i]") if s else "gi" for s in slots),
-        outs=", ".join(f"{s}_new" if s else "_" for s in slots),
+        ins=", ".join(_load(sk, f"{s}[i]", half) if s else f"gi{x}" for s in slots),
+        outs=", ".join(f"{s}_new{x}" if s else "_" for s in slots),
         flags="".join(", " + f.upper() for f in rule.flags),
         scalars="".join(f", c{k}" for k in range(len(rule.scalars))),
         scalar_lines="\n".join(
             f"    c{k} = numba.{dtype}(c[{k + len(COMMON_SCALARS)}])"
             for k in range(len(rule.scalars))
         ),
-        stores="\n".join(f"        {s}[i] = {_store(sk, s + '_new')}" for s in used),
+        stores=stores,
         cache=cache,
         dtype=dtype,
         **fields,
@@ -311,6 +332,10 @@ def _generate(rule, common, flags, active, target, dtype, storage=None) -> str:
         loop = _CPU_SR_LOOP if stochastic else _CPU_LOOP
         if stochastic:  # inside the block loop
             body = textwrap.indent(body, "    ")
+        if _pairs.paired(storage, active, target):
+            halves = [_fill(rule, flags, active, dtype, config.CACHE, storage, target, half)
+                      for half in ("lo", "hi")]  # fmt: skip
+            return src + _pairs.source(f, halves, loop, body)
         for name, rng, par in _CPU_VARIANTS:
             src += loop.format(name=name, range=rng, parallel=par, unpack=unpack, body=body, **f)
     else:

@@ -62,6 +62,7 @@ __all__ = ["ELEMENT_FUNCTIONS", "cpu_function", "cuda_function", "register_cuda"
 __all__ += ["bf16_bits_to_f32", "f32_to_bf16_bits", "f32_to_bf16_bits_sr", "random_bits"]
 __all__ += ["f16_bits_to_f32", "f32_to_f16_bits", "f32_to_f16_bits_sr"]
 __all__ += ["f32_to_bf16_bits_sr_with", "f32_to_f16_bits_sr_with", "random_prefix", "random_word"]
+__all__ += ["bf16_hi", "bf16_lo", "bf16_pack", "f32_to_bf16_word"]
 
 # -- float32 <-> bits: plain Python here, one LLVM bitcast when compiled ----------
 
@@ -97,6 +98,25 @@ def _from_bits_typer(typingctx, b):
         return builder.bitcast(value, ir.FloatType())
 
     return types.float32(b), codegen
+
+
+def _select(c, a, b):
+    """``a if c else b`` for integers ``a``, ``b``: in compiled code one LLVM
+    ``select`` of their int64 values (no branch: numba's branches and phis
+    inside a function inlined into another inlined one trip its IR checks)."""
+    return a if c else b
+
+
+def _select_typer(typingctx, c, a, b):
+    """``int64(boolean, integer, integer)``: ``select`` (the caller checked the types)."""
+
+    def codegen(context, builder, sig, args):
+        cond, x, y = args
+        x = context.cast(builder, x, sig.args[1], types.int64)
+        y = context.cast(builder, y, sig.args[2], types.int64)
+        return builder.select(cond, x, y)
+
+    return types.int64(c, a, b), codegen
 
 
 def _native_half() -> bool:
@@ -203,6 +223,19 @@ def _register(extending) -> None:
             return lambda x: half_out(x)
 
     absorb = extending.intrinsic(_absorb_typer)
+    select = extending.intrinsic(_select_typer)
+
+    @extending.overload(_select, inline="always")
+    def _select_impl(c, a, b):
+        if not (
+            isinstance(c, types.Boolean)
+            and isinstance(a, types.Integer)
+            and isinstance(b, types.Integer)
+        ):
+            raise errors.TypingError(
+                f"fastgd.storage: select takes (bool, int, int), got {c}, {a}, {b}"
+            )
+        return lambda c, a, b: select(c, a, b)
 
     @extending.overload(_absorb, inline="always")
     def _absorb_impl(h, w):
@@ -346,9 +379,7 @@ def f32_to_bf16_bits(x):
     -------
     uint16
     """
-    u = _f32_bits(x)
-    v = u | 0x00400000 if x != x else u + 0x7FFF + ((u >> 16) & 1)
-    return np.uint16(v >> 16)
+    return np.uint16(f32_to_bf16_word(x) >> 16)
 
 
 def f32_to_bf16_bits_sr(x, seed, step, index):
@@ -382,6 +413,40 @@ def f32_to_bf16_bits_sr_with(x, r):
     u = _f32_bits(x)
     v = u | 0x00400000 if x != x else u + (np.int64(r) >> 16)
     return np.uint16(v >> 16)
+
+
+# -- bfloat16 pairs: two elements in one 32-bit word --------------------------------
+
+
+def bf16_lo(w):
+    """The bfloat16 in the low half of the 32-bit word ``w``, as float32: ``w << 16``.
+
+    A loop over a bfloat16 array viewed as ``uint32`` (two elements a word,
+    the even-indexed one in the low half, as on every little-endian machine)
+    widens each half with one shift or one mask, where a ``uint16`` loop
+    zero-extends every element first."""
+    return _f32_from_bits(np.int64(w) << 16)
+
+
+def bf16_hi(w):
+    """The bfloat16 in the high half of the 32-bit word ``w``, as float32:
+    ``w & 0xFFFF0000``. Also the value of a :func:`f32_to_bf16_word` result."""
+    return _f32_from_bits(np.int64(w) & 0xFFFF0000)
+
+
+def f32_to_bf16_word(x):
+    """:func:`f32_to_bf16_bits` before its final shift: a uint32 whose high
+    half is the rounded bfloat16 (nearest, ties to even; the low half is
+    whatever the rounding left there). The one formula of the bfloat16 store:
+    ``(u + 0x7FFF + ((u >> 16) & 1))``, ``u | 0x00400000`` for a NaN."""
+    u = _f32_bits(x)
+    return np.uint32(_select(x != x, u | 0x00400000, u + 0x7FFF + ((u >> 16) & 1)))
+
+
+def bf16_pack(lo, hi):
+    """The 32-bit word of two :func:`f32_to_bf16_word` results: ``lo``'s
+    bfloat16 in the low half, ``hi``'s in the high half (uint32)."""
+    return np.uint32((np.int64(hi) & 0xFFFF0000) | (np.int64(lo) >> 16))
 
 
 # -- float16 ----------------------------------------------------------------------
@@ -546,6 +611,10 @@ ELEMENT_FUNCTIONS: dict[str, Callable] = {
         random_bits,
         random_prefix,
         random_word,
+        bf16_lo,
+        bf16_hi,
+        f32_to_bf16_word,
+        bf16_pack,
     )
 }
 

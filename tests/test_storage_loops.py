@@ -244,16 +244,88 @@ def test_stored_adam_loop_has_no_call_per_element(uncached):
     h = Harness("adam", {})
     p, grads = data(n=64, steps=1)
     run_stored("adam", {}, p, grads, KINDS[0], "serial")
+    run_stored("adam", {}, *data(n=1000, steps=1), KINDS[0], "serial")  # the pair loop too
     flags, _ = h.plan.prepare(h.plan.hp, 1, {})
-    for storage in (backends.NATIVE, Storage("bfloat16", "bfloat16", "bfloat16")):
+    kinds = ("bfloat16", "float16")
+    for storage in (backends.NATIVE, *(Storage(k, k, k) for k in kinds)):
         backends.cpu_loop(h.opt.rule, h.plan.common, flags, h.plan.active, "serial", "float32",
                           storage)  # fmt: skip
 
-    def calls(storage):
+    def calls(storage, loop="serial"):
         module = backends.loops(h.opt.rule, h.plan.common, flags, h.plan.active, "float32",
                                 "cpu", storage)  # fmt: skip
-        asm = "\n".join(module.serial.inspect_asm().values())
+        asm = "\n".join(getattr(module, loop).inspect_asm().values())
         return sorted({line.split()[-1] for line in asm.splitlines() if "\tcall" in line})
 
     native = calls(backends.NATIVE)
-    assert calls(Storage("bfloat16", "bfloat16", "bfloat16")) == native
+    assert calls(Storage("float16", "float16", "float16")) == native
+    # bfloat16: the entry calls its loops once; each loop calls what float32's does
+    assert calls(Storage("bfloat16", "bfloat16", "bfloat16"), "_serial_elements") == native
+    assert calls(Storage("bfloat16", "bfloat16", "bfloat16"), "_serial_pairs") == native
+
+
+# -- bfloat16 pair loops (fastgd._pairs): every alignment and length ----------------
+
+PAIR_LENGTHS = [0, 1, 2, 255, 256, 257, 1000, 1001, 50_001]
+
+
+def kahan_reference(p_bits, k_bits, p_new):
+    """The Kahan store of :class:`fastgd.backends.Storage` in NumPy float32,
+    rounded by ml_dtypes: ``u = k + (p_new - p); p' = p + u; k = u - (p' - p)``."""
+    p0, k = widened(p_bits, "bfloat16"), widened(k_bits, "bfloat16")
+    u = k + (p_new - p0)
+    pw = rounded(p0 + u, "bfloat16")
+    return pw, rounded(u - (widened(pw, "bfloat16") - p0), "bfloat16")
+
+
+def pair_reference(h, p, g, states, k):
+    """One step of the float32 loop on the widened arrays, rounded to nearest
+    (the params with Kahan when ``k`` is given)."""
+    p32 = widened(p, "bfloat16").copy()
+    s32 = [widened(s, "bfloat16").copy() for s in states]
+    h.step(backends.NATIVE, "serial", [p32, widened(g, "bfloat16"), *s32])
+    out = [rounded(s, "bfloat16") for s in s32]
+    if k is None:
+        return [rounded(p32, "bfloat16"), *out]
+    pw, kw = kahan_reference(p, k, p32)
+    return [pw, *out, kw]
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "kahan"])
+@pytest.mark.parametrize("rule", ["adam", "sgd", "lion", "adadelta"])
+def test_pair_loops_at_any_alignment_and_length(rule, rounding, uncached):
+    """All-bfloat16 loops read and write two elements per 32-bit word from the
+    first 4-byte-aligned element, the odd ones at either end by the element
+    loop: every length, a slice starting at an odd element, a gradient
+    aligned unlike the params (then the element loop throughout), serial and
+    parallel. Each gives the bits of the float32 loop then ml_dtypes'
+    rounding (or the NumPy Kahan store), and leaves the neighbours alone."""
+    rng = np.random.default_rng(11)
+    storage = Storage("bfloat16", "bfloat16", "bfloat16", rounding)
+    hp = config(rule)
+    for n in PAIR_LENGTHS:
+        h, ref_h = Harness(rule, hp, max(n, 1)), Harness(rule, hp, max(n, 1))
+        n_states = len(h.plan.active)
+        for start, g_shift, backend in [(0, 0, "serial"), (1, 0, "parallel"), (1, 0, "serial"),
+                                        (0, 1, "serial"), (0, 0, "parallel")]:  # fmt: skip
+            buffers = [rounded(rng.standard_normal(n + 2).astype(np.float32), "bfloat16")
+                       for _ in range(3 + n_states)]  # fmt: skip
+            for b in buffers[2:]:  # states >= 0 (second moments), compensation small
+                b[:] = rounded(np.abs(widened(b, "bfloat16")) * 1e-2, "bfloat16")
+            before = [b.copy() for b in buffers]
+            sl = slice(start, start + n)
+            p, g = buffers[0][sl], buffers[1][start + g_shift : start + g_shift + n]
+            states = [b[sl] for b in buffers[2 : 2 + n_states]]
+            k = buffers[-1][sl] if rounding == "kahan" else None
+            # the same step number for both: each harness counts its own
+            ref = pair_reference(ref_h, p.copy(), g, [s.copy() for s in states], k)
+            h.step(storage, backend, [p, g, *states] + ([k] if k is not None else []))
+            got = [p, *states] + ([k] if k is not None else [])
+            for a, b in zip(got, ref, strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"n={n} start={start} {backend}")
+            for b, b0 in zip(buffers, before, strict=True):  # nothing outside the slice
+                np.testing.assert_array_equal(b[:start], b0[:start])
+                np.testing.assert_array_equal(b[start + n :], b0[start + n :])
+    module = backends.loops(h.opt.rule, h.plan.common, h.plan.prepare(h.plan.hp, 1, {})[0],
+                            h.plan.active, "float32", "cpu", storage)  # fmt: skip
+    assert module._serial_pairs.signatures and module._parallel_pairs.signatures

@@ -12,6 +12,9 @@ of this module, using integer bit operations only:
   (RNE), as IEEE 754, NumPy and ``ml_dtypes`` do: subnormals are rounded
   correctly, overflow gives an infinity, a NaN stays a quiet NaN of the same
   sign (it never rounds to an infinity).
+* ``bf16_lo`` / ``bf16_hi`` / ``f32_to_bf16_word`` / ``bf16_pack``: the same
+  bfloat16 conversions on two elements held in one 32-bit word, for the
+  loops of :mod:`fastgd._pairs`.
 * ``f32_to_bf16_bits_sr`` / ``f32_to_f16_bits_sr``: stochastic rounding, up
   with probability equal to the fraction of the gap between the two
   neighbouring 16-bit values, so the stored value is unbiased. The random

@@ -245,7 +245,8 @@ def _storage_fields(storage: Storage, target: str, half: str | None = None) -> d
     """The template fields that load and store each array in its storage:
     element ``i`` of each array, or with ``half`` (``"lo"``/``"hi"``) that
     half of the bfloat16 words ``w_<array>`` of a pair loop (:mod:`fastgd._pairs`),
-    whose stores are words ``pw_<half>``, ``kw_<half>`` to pack."""
+    whose results are rounded words ``pw_<half>``, ``<state>w_<half>`` and
+    ``kw_<half>`` (Kahan) for :mod:`fastgd._pairs` to pack and store."""
     pk = storage.params
     x = "" if half is None else f"_{half}"
     epilogue = f"_epilogue(pi{x}, L1_PROX, l1_thresh)"

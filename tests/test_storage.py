@@ -167,6 +167,47 @@ def test_bf16_round_trip_all_patterns():
     assert np.array_equal(back[finite], ALL16[finite])
 
 
+bf16_lo, bf16_hi = _cpu("bf16_lo"), _cpu("bf16_hi")
+f32_to_bf16_word, bf16_pack = _cpu("f32_to_bf16_word"), _cpu("bf16_pack")
+
+
+@numba.njit(error_model="numpy")
+def widen_words(w, out):
+    for j in range(w.shape[0]):
+        out[2 * j] = bf16_lo(w[j])
+        out[2 * j + 1] = bf16_hi(w[j])
+
+
+@numba.njit(error_model="numpy")
+def round_words(x, out):
+    for j in range(out.shape[0]):
+        out[j] = bf16_pack(f32_to_bf16_word(x[2 * j]), f32_to_bf16_word(x[2 * j + 1]))
+
+
+def test_bf16_words_equal_two_elements():
+    """The pair loops' conversions (two bfloat16 per 32-bit word, the even
+    element in the low half) equal ml_dtypes on every bfloat16 pattern in
+    either half and on the float32 sweep, compiled and in plain Python."""
+    rng = np.random.default_rng(5)
+    halves = np.stack([ALL16, rng.permutation(ALL16)], axis=1).ravel()  # each pattern in each half
+    halves = np.concatenate([halves, halves.reshape(-1, 2)[:, ::-1].ravel()])
+    words = halves.view(np.uint32)
+    widened = np.empty(halves.size, np.float32)
+    widen_words(words, widened)
+    _assert_same_bits(widened, halves.view(BF16).astype(np.float32), "word -> 2 x f32")
+    x = SWEEP[: SWEEP.size // 2 * 2]
+    out = np.empty(x.size // 2, np.uint32)
+    round_words(x, out)
+    with np.errstate(invalid="ignore"):
+        ref = x.astype(BF16)
+    _assert_same_bits(out.view(BF16), ref, "2 x f32 -> word")
+    for k in range(0, x.size, 7919):  # plain Python: the same formulas
+        k -= k % 2
+        word = storage.bf16_pack(storage.f32_to_bf16_word(x[k]), storage.f32_to_bf16_word(x[k + 1]))
+        assert int(word) == int(out[k // 2])
+        assert storage.bf16_hi(word).view(np.uint32) == int(out[k // 2]) & 0xFFFF0000
+
+
 @pytest.mark.parametrize(
     "bits, expected",
     [(0x7F7F7FFF, 0x7F7F), (0x7F7F8000, 0x7F80), (0xFF7F8000, 0xFF80), (0x7F800001, 0x7FC0),

@@ -58,7 +58,7 @@ def _{name}_pairs(p, g, {states}{scalar_arg}):
     for j in {range}(p.shape[0]):
 {body}"""
 
-_CONVERSIONS = """\
+_CONVERSIONS = """
 import numpy as np
 _lo_bfloat16 = _storage.cpu_function("bf16_lo")
 _hi_bfloat16 = _storage.cpu_function("bf16_hi")
@@ -79,13 +79,14 @@ def paired(storage, active, target: str) -> bool:
     )
 
 
-def source(fields: dict, halves: tuple[dict, dict], element_loop: str, body: str) -> str:
-    """The loops of a pair-loop module, after its imports and conversions.
+def source(fields: dict, halves: tuple[dict, dict], unpack: str) -> str:
+    """The pair loops and the entries of a pair-loop module, after its
+    element loops (``fastgd.backends`` names them ``_serial_elements`` and
+    ``_parallel_elements`` here).
 
     ``fields``: the element loop's template fields (``fastgd.backends._fill``);
-    ``halves``: the fields of the word's low and high halves; ``element_loop``:
-    the element loop template and ``body`` its formatted body; each half's
-    body is formatted from ``fastgd.backends._BODY`` here.
+    ``halves``: the fields of the word's low and high halves, each formatted
+    into ``fastgd.backends._BODY`` here; ``unpack``: the loops' scalar lines.
     """
     from fastgd import backends
 
@@ -93,25 +94,20 @@ def source(fields: dict, halves: tuple[dict, dict], element_loop: str, body: str
     states = arrays[2:]
     words = "\n".join(f"        w_{a} = {a}[j]" for a in arrays)
     lo, hi = (backends._BODY.format(**h) for h in halves)
-    packs = [("p", "pw")] + [(s, f"{s}w") for s in states if s != "kbuf"]
-    if "kbuf" in states:
-        packs.append(("kbuf", "kw"))
-    pair_body = "\n".join(
-        [words, lo, hi] + [f"        {a}[j] = _pack_bfloat16({v}_lo, {v}_hi)" for a, v in packs]
-    )
+    rounded = {"p": "pw", "kbuf": "kw"}  # the halves' rounded words; a state's: "<state>w"
+    packs = []
+    for a in ["p", *states]:
+        w = rounded.get(a, f"{a}w")
+        packs.append(f"        {a}[j] = _pack_bfloat16({w}_lo, {w}_hi)")
+    pair_body = "\n".join([words, lo, hi, *packs])
     sliced = {
         "head": "".join(f"{s}[:a], " for s in states),
         "tail": "".join(f"{s}[e:], " for s in states),
         "words": "".join(f"{s}[a:e].view(np.uint32), " for s in states),
     }
     differences = " | ".join(f"(numba.int64({a}.ctypes.data) - base)" for a in arrays[1:])
-    unpack = backends._UNPACK.format(**fields)
     src = _CONVERSIONS
     for name, rng, par in backends._CPU_VARIANTS:
-        src += element_loop.format(
-            **{**fields, "name": f"_{name}_elements", "range": rng, "parallel": par,
-               "unpack": unpack, "body": body}
-        )  # fmt: skip
         src += _PAIR_LOOP.format(
             **{**fields, "name": name, "range": rng, "parallel": par, "unpack": unpack,
                "body": pair_body}

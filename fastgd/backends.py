@@ -333,12 +333,14 @@ def _generate(rule, common, flags, active, target, dtype, storage=None) -> str:
         loop = _CPU_SR_LOOP if stochastic else _CPU_LOOP
         if stochastic:  # inside the block loop
             body = textwrap.indent(body, "    ")
-        if _pairs.paired(storage, active, target):
+        paired = _pairs.paired(storage, active, target)
+        for name, rng, par in _CPU_VARIANTS:  # with pair loops, their entries are _pairs'
+            name = f"_{name}_elements" if paired else name
+            src += loop.format(name=name, range=rng, parallel=par, unpack=unpack, body=body, **f)
+        if paired:
             halves = [_fill(rule, flags, active, dtype, config.CACHE, storage, target, half)
                       for half in ("lo", "hi")]  # fmt: skip
-            return src + _pairs.source(f, halves, loop, body)
-        for name, rng, par in _CPU_VARIANTS:
-            src += loop.format(name=name, range=rng, parallel=par, unpack=unpack, body=body, **f)
+            src += _pairs.source(f, halves, unpack)
     else:
         src += _CUDA_IMPORTS.format(**f) + conversions
         src += _CUDA_KERNEL.format(unpack=unpack, body=body, **f)

@@ -43,9 +43,9 @@ conversions work on ``int64`` values holding 32-bit patterns (no overflow,
 so numba's ``nsw`` flags are safe), the hash on ``uint64`` values holding
 32-bit words, whose ``fmix32`` rounds (:func:`_absorb`) compiled code runs
 in 32-bit integers (an intrinsic, as the bitcasts: numba would widen
-``uint32`` arithmetic to 64 bits). The bfloat16 stores handle NaN with a select before their final
-shift, so a vectorized loop (AVX-512: 16 elements per instruction) narrows
-each value once, with one masked OR for the NaN case.
+``uint32`` arithmetic to 64 bits). The bfloat16 stores handle NaN with a
+select before their final shift, so a vectorized loop (AVX-512: 16 elements
+per instruction) narrows each value once, with one masked OR for the NaN case.
 """
 
 from __future__ import annotations
